@@ -1,0 +1,53 @@
+"""Turn a failed backend request into the status and one-line reason the client sees."""
+
+from __future__ import annotations
+
+from attrs import frozen
+from twisted.internet import error
+from twisted.python.failure import Failure
+from twisted.web._newclient import ParseError
+from twisted.web.client import (
+    RequestGenerationFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+
+__all__ = ["UpstreamFailure", "classify"]
+
+
+@frozen
+class UpstreamFailure:
+    """What went wrong talking to a backend, in the words a client gets."""
+
+    status: int
+    # One line for the client; names no address, so it leaks nothing internal.
+    message: str
+    # A low-cardinality label for logs and metrics: connect, timeout or reset.
+    kind: str
+
+
+def _causes(failure: Failure) -> list[Failure]:
+    # Agent wraps the real causes in ResponseFailed-style exceptions.
+    reasons = getattr(failure.value, "reasons", None)
+    return list(reasons) if reasons else [failure]
+
+
+def classify(failure: Failure) -> UpstreamFailure:
+    """Map a failure of C{Agent.request} to a 502 or 504 and a reason."""
+    if failure.check(error.DNSLookupError):
+        return UpstreamFailure(502, "backend host name did not resolve", "connect")
+    if failure.check(error.ConnectionRefusedError):
+        return UpstreamFailure(502, "backend refused the connection", "connect")
+    if failure.check(error.TimeoutError):
+        return UpstreamFailure(504, "backend did not accept the connection in time", "timeout")
+    if failure.check(error.ConnectError):
+        return UpstreamFailure(502, "backend unreachable", "connect")
+    if failure.check(ResponseNeverReceived, ResponseFailed):
+        if any(cause.check(ParseError) for cause in _causes(failure)):
+            return UpstreamFailure(502, "backend sent a malformed response", "reset")
+        return UpstreamFailure(
+            502, "backend closed the connection before responding", "reset"
+        )
+    if failure.check(RequestGenerationFailed):
+        return UpstreamFailure(502, "could not send the request to the backend", "reset")
+    return UpstreamFailure(502, "bad gateway", "reset")

@@ -1,0 +1,247 @@
+"""The twisted.web resource that forwards each request to the colour chosen for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from ._accesslog import AccessRecord, log_access
+from ._config import Backend
+from ._failures import classify
+from ._headers import for_backend, for_client
+from ._selection import WeightedChooser
+from ._target import join_target, origin_form
+from ._upload import ReceivedBodyProducer
+
+__all__ = ["ForwardingResource"]
+
+_log = Logger(namespace="sillyproxy.forward")
+
+# Responses that never carry a body, so never carry a Content-Length we made.
+_BODYLESS_STATUS = frozenset({204, 304})
+
+
+def _client_ip(address: IAddress) -> bytes | None:
+    host = getattr(address, "host", None)
+    return host.encode("ascii") if isinstance(host, str) else None
+
+
+def _client_label(address: IAddress) -> str:
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else "-"
+
+
+def _has_body(request: Request) -> bool:
+    headers = request.requestHeaders
+    return headers.hasHeader(b"content-length") or headers.hasHeader(
+        b"transfer-encoding"
+    )
+
+
+def write_plain_error(request: Request, status: int, message: str) -> None:
+    """Answer C{request} with C{status} and a one-line text body."""
+    body = message.encode("utf-8") + b"\n"
+    request.setResponseCode(status)
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+    request.write(body)
+    request.finish()
+
+
+class _BodyRelay(Protocol):
+    """
+    Copy a backend's response body to the client as it arrives.
+
+    The backend socket is registered as the client's producer, so a slow
+    client pauses reading from the backend instead of filling memory.
+    """
+
+    def __init__(self, request: Request, backend: Backend, finished: Callable[[str], None]) -> None:
+        self._request = request
+        self._backend = backend
+        self._finished = finished
+
+    def connectionMade(self) -> None:
+        self._request.registerProducer(self.transport, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._request.write(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        request = self._request
+        if request.channel is None:
+            # The client went first; its connectionLost already stopped us.
+            return
+        request.unregisterProducer()
+        if reason.check(ResponseDone, PotentialDataLoss):
+            request.finish()
+            return
+        # A body cut short must not look complete: without the final chunk or
+        # the promised length, the client knows the response is truncated.
+        _log.warn(
+            "{color} backend failed mid-body: {reason}",
+            color=self._backend.color,
+            reason=reason.getErrorMessage(),
+        )
+        self._finished("backend failed mid-body")
+        request.channel.transport.abortConnection()
+
+
+class ForwardingResource(Resource):
+    """
+    Forward every request to a backend chosen by weight.
+
+    @param chooser: picks the L{Backend} for each request.
+    @param agent: sends the request; in production an Agent over a
+        persistent connection pool.
+    @param clock: times each request for the access log.
+    @param access_log: receives one L{AccessRecord} per request; if None,
+        records go to twisted.logger.
+    @param cooperator: schedules the upload of large request bodies; if
+        None, a new one on the global reactor.
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        chooser: WeightedChooser[Backend],
+        agent: IAgent,
+        clock: IReactorTime,
+        access_log: Callable[[AccessRecord], None] | None = None,
+        cooperator: Cooperator | None = None,
+    ) -> None:
+        super().__init__()
+        self._cooperator = cooperator if cooperator is not None else Cooperator()
+        self._chooser = chooser
+        self._agent = agent
+        self._clock = clock
+        self._access_log = access_log if access_log is not None else log_access
+
+    def render(self, request: Request) -> bytes | int:
+        started = self._clock.seconds()
+        # The proxy speaks for the backend: it neither advertises itself nor
+        # invents a Content-Type the backend did not send.
+        request.responseHeaders.removeHeader(b"server")
+        request.defaultContentType = None
+        state = _Exchange(self, request, started)
+        state.start()
+        return NOT_DONE_YET
+
+
+class _Exchange:
+    """One request's trip through the proxy, from choice to access log."""
+
+    def __init__(self, resource: ForwardingResource, request: Request, started: float) -> None:
+        self._resource = resource
+        self._request = request
+        self._started = started
+        self._backend: Backend | None = None
+        self._outcome = ""
+        self._pending: Deferred[IResponse] | None = None
+
+    def start(self) -> None:
+        request = self._request
+        request.notifyFinish().addBoth(self._log_finished)
+
+        if request.method == b"CONNECT":
+            request.responseHeaders.setRawHeaders(b"allow", [b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"])
+            write_plain_error(request, 405, "CONNECT is not supported")
+            return
+        target = origin_form(request.uri)
+        if target is None:
+            write_plain_error(request, 400, "request target must be a path or an http(s) URL")
+            return
+        backend = self._resource._chooser.choose()
+        if backend is None:
+            write_plain_error(request, 502, "no backends available")
+            return
+        self._backend = backend
+
+        headers = Headers(
+            dict(
+                for_backend(
+                    request.requestHeaders.getAllRawHeaders(),
+                    backend.color.encode("ascii"),
+                    _client_ip(request.getClientAddress()),
+                    b"https" if request.isSecure() else b"http",
+                )
+            )
+        )
+        body = None
+        if _has_body(request):
+            # request.content is already on disk past 100 KB; it is streamed
+            # from there in chunks rather than read whole.
+            body = ReceivedBodyProducer(request.content, self._resource._cooperator)
+        url = backend.origin + join_target(backend.base_path, target)
+        self._pending = self._resource._agent.request(request.method, url, headers, body)
+        self._pending.addCallbacks(self._respond, self._fail)
+
+    def _respond(self, response: IResponse) -> None:
+        self._pending = None
+        request = self._request
+        request.setResponseCode(response.code, response.phrase)
+        outgoing = request.responseHeaders
+        for name, values in for_client(response.headers.getAllRawHeaders()):
+            outgoing.setRawHeaders(name, values)
+        if (
+            response.length is not UNKNOWN_LENGTH
+            and request.method != b"HEAD"
+            and response.code not in _BODYLESS_STATUS
+        ):
+            outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
+        response.deliverBody(_BodyRelay(request, self._backend, self._set_outcome))
+
+    def _fail(self, failure: Failure) -> None:
+        self._pending = None
+        if failure.check(CancelledError):
+            # We cancelled it because the client left; nothing to answer.
+            return
+        problem = classify(failure)
+        backend = self._backend
+        _log.warn(
+            "{color} backend {url} failed: {message} ({cause})",
+            color=backend.color,
+            url=backend.url,
+            message=problem.message,
+            cause=failure.getErrorMessage(),
+        )
+        self._outcome = problem.message
+        if self._request.channel is not None:
+            write_plain_error(self._request, problem.status, problem.message)
+
+    def _set_outcome(self, outcome: str) -> None:
+        self._outcome = outcome
+
+    def _log_finished(self, result: object) -> None:
+        request = self._request
+        if isinstance(result, Failure):
+            if self._pending is not None:
+                # The client is gone: abandon the backend request, which
+                # closes its connection rather than pooling a half-read one.
+                pending, self._pending = self._pending, None
+                pending.cancel()
+            self._outcome = self._outcome or "client closed"
+        self._resource._access_log(
+            AccessRecord(
+                client=_client_label(request.getClientAddress()),
+                method=request.method,
+                target=request.uri,
+                color=self._backend.color if self._backend else "-",
+                status=request.code,
+                body_bytes=request.sentLength,
+                duration=self._resource._clock.seconds() - self._started,
+                outcome=self._outcome,
+            )
+        )

@@ -1,0 +1,113 @@
+"""Header rules for each direction of the forwarding hop (RFC 9110 section 7.6.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "HOP_BY_HOP",
+    "RawHeaders",
+    "connection_named",
+    "for_backend",
+    "for_client",
+]
+
+RawHeaders = Iterable[tuple[bytes, Sequence[bytes]]]
+
+# Headers that describe one connection, never the message: a proxy must not
+# pass them on.  Transfer-Encoding and (on requests) Content-Length are also
+# framing, which Agent and twisted.web write for themselves; a second copy
+# would let a client smuggle a request past the proxy.
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_REQUEST_DROPPED = HOP_BY_HOP | {
+    b"content-length",
+    b"color",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+}
+# Content-Length reaches here only on HEAD responses (Agent keeps the framing
+# to itself otherwise), where it describes the resource and must pass.
+_RESPONSE_DROPPED = HOP_BY_HOP
+
+
+def connection_named(headers: RawHeaders) -> frozenset[bytes]:
+    """Return the lower-cased header names listed in every Connection header."""
+    named: set[bytes] = set()
+    for name, values in headers:
+        if name.lower() == b"connection":
+            for value in values:
+                named.update(
+                    token.strip().lower() for token in value.split(b",") if token.strip()
+                )
+    return frozenset(named)
+
+
+def _without(
+    headers: Sequence[tuple[bytes, Sequence[bytes]]], dropped: frozenset[bytes]
+) -> list[tuple[bytes, Sequence[bytes]]]:
+    dropped = dropped | connection_named(headers)
+    return [(name, values) for name, values in headers if name.lower() not in dropped]
+
+
+def for_backend(
+    headers: RawHeaders,
+    color: bytes,
+    client_address: bytes | None,
+    proto: bytes,
+) -> list[tuple[bytes, Sequence[bytes]]]:
+    """
+    Turn a client's request headers into the headers sent to the backend.
+
+    Hop-by-hop and framing headers go; C{Color}, C{X-Forwarded-Proto} and
+    C{X-Forwarded-Host} are replaced, whatever the client sent; the client's
+    address is appended to C{X-Forwarded-For}; C{Host} is kept as it is.
+
+    @param client_address: the peer's IP address, or None if the connection
+        has none (a UNIX socket), in which case X-Forwarded-For is passed on
+        unchanged.
+    @param proto: C{b"http"} or C{b"https"}, how the client reached the proxy.
+    """
+    headers = list(headers)
+    kept = _without(headers, _REQUEST_DROPPED)
+    host: Sequence[bytes] = ()
+    forwarded_for: list[bytes] = []
+    result: list[tuple[bytes, Sequence[bytes]]] = []
+    for name, values in kept:
+        lowered = name.lower()
+        if lowered == b"x-forwarded-for":
+            forwarded_for.extend(values)
+            continue
+        if lowered == b"host":
+            host = values
+        result.append((name, values))
+    if client_address is not None:
+        forwarded_for.append(client_address)
+    if forwarded_for:
+        result.append((b"X-Forwarded-For", [b", ".join(forwarded_for)]))
+    if len(host) == 1:
+        result.append((b"X-Forwarded-Host", [host[0]]))
+    result.append((b"X-Forwarded-Proto", [proto]))
+    result.append((b"Color", [color]))
+    return result
+
+
+def for_client(headers: RawHeaders) -> list[tuple[bytes, Sequence[bytes]]]:
+    """
+    Turn a backend's response headers into the headers sent to the client.
+
+    Hop-by-hop headers go.  Everything else, repeated headers such as
+    Set-Cookie included, passes through unchanged.
+    """
+    return _without(list(headers), _RESPONSE_DROPPED)

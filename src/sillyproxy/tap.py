@@ -1,0 +1,139 @@
+"""The twistd plugin's options and service: the one place that picks real collaborators."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from ._pool import QuietConnectionPool
+
+from ._config import ConfigError, ProxyConfig, parse_config
+from ._forward import ForwardingResource
+from ._selection import WeightedChooser
+from ._site import ProxySite
+
+__all__ = ["Options", "makeService", "routing_table"]
+
+_log = Logger(namespace="sillyproxy")
+
+# Idle connections kept per backend address.  twisted's default of 2 makes
+# every request past the second concurrent one open (and then close) a new
+# connection; 32 matches a common nginx upstream keepalive setting.
+MAX_IDLE_PER_BACKEND = 32
+# Close idle backend connections well before typical server idle timeouts
+# (60 s and more), so the pool rarely hands out one the server is closing.
+IDLE_BACKEND_TIMEOUT = 30
+CONNECT_TIMEOUT = 5
+
+
+class Options(usage.Options):
+    synopsis = "[--listen ENDPOINT] [COLOR ...]"
+    longdesc = (
+        "Forward HTTP traffic to the colours' backends, split by weight. "
+        "Colours are blue, green, any COLOR given here, and the comma-separated "
+        "SILLYPROXY_COLORS. For each colour C, env C is its backend URL and "
+        "C_WEIGHT its weight (default 1)."
+    )
+    optParameters = [
+        [
+            "listen",
+            "l",
+            None,
+            "Server endpoint to listen on (default: $SILLYPROXY_LISTEN, else tcp:8080).",
+        ],
+    ]
+
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, stderr: TextIO | None = None
+    ) -> None:
+        super().__init__()
+        self._environ = os.environ if environ is None else environ
+        self._stderr = stderr
+        self["colors"] = ()
+
+    def parseArgs(self, *colors: str) -> None:
+        self["colors"] = colors
+
+    def postOptions(self) -> None:
+        from twisted.internet import reactor
+
+        try:
+            self["config"] = parse_config(
+                self._environ,
+                self["colors"],
+                self["listen"],
+                check_listen=lambda description: serverFromString(reactor, description),
+            )
+        except ConfigError as e:
+            # Not a UsageError: twistd would bury the message under its own
+            # help text.  Bad settings are the operator's to fix, so name them.
+            stderr = self._stderr if self._stderr is not None else sys.stderr
+            stderr.write(f"sillyproxy: invalid configuration, not starting:\n")
+            for problem in e.problems:
+                stderr.write(f"  {problem}\n")
+            stderr.flush()
+            raise SystemExit(2) from None
+
+
+def routing_table(config: ProxyConfig) -> list[str]:
+    """Describe who gets what share of traffic, one line per colour."""
+    total = config.total_weight
+    lines = []
+    for backend in config.backends:
+        share = 100.0 * backend.weight / total if total else 0.0
+        lines.append(
+            f"{backend.color:<8} {backend.url}  weight {backend.weight}  share {share:.1f}%"
+        )
+    for color in config.unserved:
+        lines.append(f"{color:<8} not served: {color.upper()} is not set")
+    if total == 0:
+        lines.append("no colour has a weight above 0: every request gets 502")
+    return lines
+
+
+class _RoutingAnnouncer(Service):
+    """Logs the routing table once the proxy starts, and closes the pool on stop."""
+
+    def __init__(self, config: ProxyConfig, pool: HTTPConnectionPool) -> None:
+        self._config = config
+        self._pool = pool
+
+    def startService(self) -> None:
+        super().startService()
+        _log.info("sillyproxy listening on {listen}", listen=self._config.listen)
+        for line in routing_table(self._config):
+            _log.info("route: {line}", line=line)
+
+    def stopService(self):  # type: ignore[no-untyped-def]
+        super().stopService()
+        return self._pool.closeCachedConnections()
+
+
+def makeService(options: Options) -> IService:
+    """Build the proxy from parsed options, using the real reactor and randomness."""
+    from twisted.internet import reactor
+
+    config: ProxyConfig = options["config"]
+    pool = QuietConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = MAX_IDLE_PER_BACKEND
+    pool.cachedConnectionTimeout = IDLE_BACKEND_TIMEOUT
+    agent = Agent(reactor, connectTimeout=CONNECT_TIMEOUT, pool=pool)
+    chooser = WeightedChooser(config.backends, random.Random().randrange)
+    site = ProxySite(ForwardingResource(chooser, agent, reactor), reactor=reactor)
+
+    service = MultiService()
+    _RoutingAnnouncer(config, pool).setServiceParent(service)
+    StreamServerEndpointService(
+        serverFromString(reactor, config.listen), site
+    ).setServiceParent(service)
+    return service

@@ -1,0 +1,232 @@
+"""Table tests for reading the configuration from the environment and command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from sillyproxy._config import (
+    ConfigError,
+    ConfigProblem,
+    parse_backend_url,
+    parse_config,
+    parse_weight,
+)
+
+
+@pytest.mark.parametrize(
+    "url, origin, base_path",
+    [
+        ("http://myapp-v1:8080", b"http://myapp-v1:8080", b""),
+        ("http://myapp-v2:8080/", b"http://myapp-v2:8080", b"/"),
+        ("https://example.com/prefix/", b"https://example.com", b"/prefix/"),
+        ("http://h:1/a%2Fb", b"http://h:1", b"/a%2Fb"),
+        ("http://[::1]:8080/x", b"http://[::1]:8080", b"/x"),
+        ("http://127.0.0.1", b"http://127.0.0.1", b""),
+        ("HTTP://Host.Example", b"http://Host.Example", b""),
+        ("http://tasks.myapp_v1:80", b"http://tasks.myapp_v1:80", b""),
+    ],
+)
+def test_backend_url_accepted(url: str, origin: bytes, base_path: bytes) -> None:
+    """If a backend URL is well formed, then its origin and raw base path come back."""
+    assert parse_backend_url(url) == (origin, base_path)
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("ftp://h", "scheme must be http or https"),
+        ("myapp-v1:8080", "scheme must be http or https"),
+        ("http://", "host is missing"),
+        ("http:///path", "host is missing"),
+        ("http://user:pw@h", "userinfo (user:password@) is not allowed"),
+        ("http://h/?q=1", "a query is not allowed"),
+        ("http://h/?", "a query is not allowed"),
+        ("http://h/#top", "a fragment is not allowed"),
+        ("http://h:99999", "port must be a number from 1 to 65535"),
+        ("http://h:0", "port must be a number from 1 to 65535"),
+        ("http://h:http", "port must be a number from 1 to 65535"),
+        ("http://h /x", "contains whitespace or control characters"),
+        ("http://h/\x00", "contains whitespace or control characters"),
+        ("http://bücher.example", "must be ASCII (percent-encode the path, use punycode hosts)"),
+        ("http://h!x", "host is not a valid host name"),
+        ("http://[::zz]", "host is not a valid IPv6 address"),
+    ],
+)
+def test_backend_url_refused(url: str, reason: str) -> None:
+    """If a backend URL cannot name a backend, then the reason says why."""
+    with pytest.raises(ValueError) as caught:
+        parse_backend_url(url)
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    "text, weight",
+    [("0", 0), ("1", 1), ("4", 4), (" 7 ", 7), ("1000000", 1_000_000), ("007", 7)],
+)
+def test_weight_accepted(text: str, weight: int) -> None:
+    """If a weight is a whole number in range, then it is that number."""
+    assert parse_weight(text) == weight
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("abc", "not an integer"),
+        ("-1", "not an integer"),
+        ("+1", "not an integer"),
+        ("1.5", "not an integer"),
+        ("1e3", "not an integer"),
+        ("1_000", "not an integer"),
+        ("", "not an integer"),
+        ("1000001", "must be from 0 to 1000000"),
+        ("99999999999999999999", "must be from 0 to 1000000"),
+    ],
+)
+def test_weight_refused(text: str, reason: str) -> None:
+    """If a weight is not a whole number from 0 to 1,000,000, then it is refused."""
+    with pytest.raises(ValueError) as caught:
+        parse_weight(text)
+    assert str(caught.value) == reason
+
+
+def test_walkthrough_canary() -> None:
+    """If BLUE and GREEN are set with weights 4 and 1, then both are served in that split."""
+    config = parse_config(
+        {
+            "BLUE": "http://myapp-v1:8080",
+            "GREEN": "http://myapp-v2:8080/",
+            "BLUE_WEIGHT": "4",
+            "GREEN_WEIGHT": "1",
+        }
+    )
+    assert [(b.color, b.url, b.weight) for b in config.backends] == [
+        ("blue", "http://myapp-v1:8080", 4),
+        ("green", "http://myapp-v2:8080/", 1),
+    ]
+    assert config.unserved == ()
+    assert config.total_weight == 5
+    assert config.listen == "tcp:8080"
+
+
+def test_unset_color_is_not_served() -> None:
+    """If GREEN is unset or empty, then green is listed as unserved, not an error."""
+    for environ in ({"BLUE": "http://a"}, {"BLUE": "http://a", "GREEN": ""}):
+        config = parse_config(environ)
+        assert [b.color for b in config.backends] == ["blue"]
+        assert config.unserved == ("green",)
+
+
+def test_extra_colors_from_arguments_and_env() -> None:
+    """If colours come from arguments and SILLYPROXY_COLORS, then each is read once, case-insensitively."""
+    config = parse_config(
+        {
+            "SILLYPROXY_COLORS": "Red, canary,,BLUE",
+            "RED": "http://r",
+            "CANARY": "http://c",
+            "CANARY_WEIGHT": "0",
+            "PURPLE": "http://p",
+        },
+        arguments=["purple", "RED"],
+    )
+    assert [(b.color, b.weight) for b in config.backends] == [
+        ("purple", 1),
+        ("red", 1),
+        ("canary", 0),
+    ]
+    assert config.unserved == ("blue", "green")
+
+
+def test_listen_precedence() -> None:
+    """If --listen is given it wins over SILLYPROXY_LISTEN, which wins over tcp:8080."""
+    environ = {"SILLYPROXY_LISTEN": "tcp:9000"}
+    assert parse_config(environ).listen == "tcp:9000"
+    assert parse_config(environ, listen="unix:/tmp/s").listen == "unix:/tmp/s"
+    assert parse_config({}).listen == "tcp:8080"
+
+
+@pytest.mark.parametrize(
+    "environ, arguments, listen, problems",
+    [
+        (
+            {"GREEN_WEIGHT": "abc", "GREEN": "http://g"},
+            [],
+            None,
+            ["GREEN_WEIGHT='abc': not an integer"],
+        ),
+        (
+            {"BLUE_WEIGHT": "1"},
+            [],
+            None,
+            ["BLUE_WEIGHT='1': set, but BLUE (the backend URL) is not"],
+        ),
+        (
+            {"BLUE": "http://b", "BLUE_WEIGHT": "-3", "GREEN": "gopher://g"},
+            [],
+            None,
+            [
+                "BLUE_WEIGHT='-3': not an integer",
+                "GREEN='gopher://g': scheme must be http or https",
+            ],
+        ),
+        (
+            {"BLUE_WEIGHT": "2000000"},
+            [],
+            None,
+            ["BLUE_WEIGHT='2000000': must be from 0 to 1000000"],
+        ),
+        (
+            {},
+            ["red-ish"],
+            None,
+            ["COLOR argument='red-ish': a colour name is a letter followed by letters, digits or _"],
+        ),
+        (
+            {"SILLYPROXY_COLORS": "ok,9lives"},
+            [],
+            None,
+            ["SILLYPROXY_COLORS='9lives': a colour name is a letter followed by letters, digits or _"],
+        ),
+        (
+            {},
+            ["blue_weight"],
+            None,
+            ["COLOR argument='blue_weight': a colour name may not end with _WEIGHT"],
+        ),
+        (
+            {},
+            ["sillyproxy_listen"],
+            None,
+            ["COLOR argument='sillyproxy_listen': a colour name may not start with SILLYPROXY"],
+        ),
+        (
+            {"SILLYPROXY_LISTEN": "bogus:1"},
+            [],
+            None,
+            ["SILLYPROXY_LISTEN='bogus:1': not a server endpoint (unknown)"],
+        ),
+        (
+            {},
+            [],
+            "bogus:1",
+            ["--listen='bogus:1': not a server endpoint (unknown)"],
+        ),
+    ],
+)
+def test_every_problem_is_named(
+    environ: dict[str, str], arguments: list[str], listen: str | None, problems: list[str]
+) -> None:
+    """If settings are bad, then one error lists each bad variable with its value and reason."""
+
+    def check_listen(description: str) -> None:
+        if description.startswith("bogus"):
+            raise ValueError("unknown")
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(environ, arguments, listen, check_listen)
+    assert [str(p) for p in caught.value.problems] == problems
+    assert str(caught.value) == "\n".join(problems)
+
+
+def test_problem_without_value() -> None:
+    """If a problem has no value, then its message names only the variable."""
+    assert str(ConfigProblem("X", None, "missing")) == "X: missing"
