@@ -1,0 +1,89 @@
+"""Start and stop real twistd processes on 127.0.0.1 for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from attrs import define
+
+# Generous: a loaded CI machine may take seconds to import Twisted.
+START_TIMEOUT = 30.0
+
+
+def twistd_command() -> list[str]:
+    """The twistd of the Python running the tests, so the installed plugins are found."""
+    beside = Path(sys.executable).with_name("twistd")
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@define
+class Twistd:
+    """A running twistd, its port, and where its log goes."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_twistd(
+    plugin: str,
+    arguments: Sequence[str],
+    environ: Mapping[str, str],
+    log_dir: Path,
+    port: int | None = None,
+) -> Twistd:
+    """Start C{twistd PLUGIN --listen tcp:PORT ...} and wait until it accepts connections."""
+    port = free_port() if port is None else port
+    log_path = log_dir / f"{plugin}-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUE", "GREEN", "SILLYPROXY", "V2"))}
+    env.update(environ)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            twistd_command()
+            + ["--nodaemon", "--pidfile=", "--logfile=-", plugin]
+            + ["--listen", f"tcp:{port}:interface=127.0.0.1"]
+            + list(arguments),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    running = Twistd(process, port, log_path)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{plugin} exited with {process.returncode}:\n{running.log()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return running
+        except OSError:
+            time.sleep(0.05)
+    running.stop()
+    raise RuntimeError(f"{plugin} did not listen on {port} within {START_TIMEOUT}s:\n{running.log()}")
