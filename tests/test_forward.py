@@ -349,6 +349,26 @@ class RawConnectionTests(SynchronousTestCase):
         self.assertTrue(written.endswith(b"\r\n\r\npart"), written)
         self.assertTrue(transport.disconnected, "client connection was not aborted")
 
+    def test_client_disconnect_mid_body_stops_backend(self) -> None:
+        """If the client leaves mid-body, then the backend connection is stopped, so it is never pooled."""
+
+        @implementer(IResponse)
+        class Endless(HalfResponse):
+            def deliverBody(self, protocol):  # type: ignore[no-untyped-def]
+                protocol.makeConnection(self.backend_transport)
+                protocol.dataReceived(b"first")
+
+        response = Endless()
+        proxy = InMemoryProxy(
+            agent=ScriptedAgent(lambda: succeed(response)), extra_backends=[BLUE]
+        )
+        written, transport = proxy.raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(written.endswith(b"first"))
+        self.assertEqual(response.backend_transport.producerState, "producing")
+        transport.protocol.connectionLost(Failure(error.ConnectionLost()))
+        self.assertEqual(response.backend_transport.producerState, "stopped")
+        self.assertEqual(proxy.access[0].outcome, "client closed")
+
     def test_unknown_length_streams_chunked(self) -> None:
         """If the backend's body has no declared length, then the client gets it chunked and complete."""
 

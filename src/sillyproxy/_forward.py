@@ -78,6 +78,11 @@ class _BodyRelay(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self._request.write(data)
 
+    def abandon(self) -> None:
+        """The client left: close the backend connection rather than drain it."""
+        if self.transport is not None:
+            self.transport.stopProducing()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         request = self._request
         if request.channel is None:
@@ -150,6 +155,7 @@ class _Exchange:
         self._backend: Backend | None = None
         self._outcome = ""
         self._pending: Deferred[IResponse] | None = None
+        self._relay: _BodyRelay | None = None
 
     def start(self) -> None:
         request = self._request
@@ -201,7 +207,8 @@ class _Exchange:
             and response.code not in _BODYLESS_STATUS
         ):
             outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
-        response.deliverBody(_BodyRelay(request, self._backend, self._set_outcome))
+        self._relay = _BodyRelay(request, self._backend, self._set_outcome)
+        response.deliverBody(self._relay)
 
     def _fail(self, failure: Failure) -> None:
         self._pending = None
@@ -232,6 +239,8 @@ class _Exchange:
                 # closes its connection rather than pooling a half-read one.
                 pending, self._pending = self._pending, None
                 pending.cancel()
+            elif self._relay is not None:
+                self._relay.abandon()
             self._outcome = self._outcome or "client closed"
         self._resource._access_log(
             AccessRecord(
