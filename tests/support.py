@@ -9,7 +9,7 @@ from attrs import define, field
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, ITCPTransport
 from twisted.internet.task import Clock, Cooperator
 from twisted.internet.testing import StringTransport
 from twisted.web.http_headers import Headers
@@ -116,8 +116,7 @@ def failing_agent(exception: BaseException) -> ScriptedAgent:
 
 
 def backend(color: str, url: str, weight: int = 1) -> Backend:
-    origin, base_path = parse_backend_url(url)
-    return Backend(color, url, weight, origin, base_path)
+    return Backend(color, url, weight, parse_backend_url(url))
 
 
 class InMemoryProxy:
@@ -141,13 +140,15 @@ class InMemoryProxy:
             b.origin: RequestTraversalAgent(resource) for b, resource in backends
         }
         self.agent = agent if agent is not None else OriginAgent(self.backend_agents)
-        chooser = WeightedChooser(
-            [b for b, _ in backends] + list(extra_backends),
-            random.Random(seed).randrange,
-        )
+        served = [b for b, _ in backends] + list(extra_backends)
+        chooser = WeightedChooser(served, random.Random(seed).randrange)
         self.access: list[AccessRecord] = []
         self.resource = ForwardingResource(
-            chooser, self.agent, self.clock, self.access.append, self.cooperator
+            chooser,
+            {b.color: self.agent for b in served},
+            self.clock,
+            self.access.append,
+            self.cooperator,
         )
         self.client = StubTreq(self.resource)
 
@@ -168,14 +169,14 @@ class InMemoryProxy:
                 if quiet_rounds == 3:
                     return
 
-    def raw(self, data: bytes) -> tuple[bytes, StringTransport]:
+    def raw(self, data: bytes, max_body: int = 0) -> tuple[bytes, StringTransport]:
         """
         Feed raw bytes to the proxy's Site and return what it wrote back,
         with the transport, to check framing and connection handling.
         """
-        site = ProxySite(self.resource, reactor=self.clock)
+        site = ProxySite(self.resource, reactor=self.clock, max_body=max_body)
         protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.9", 40000))
-        transport = StringTransport(
+        transport = TCPStringTransport(
             peerAddress=IPv4Address("TCP", "127.0.0.9", 40000),
             hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
         )
@@ -184,6 +185,22 @@ class InMemoryProxy:
         protocol.dataReceived(data)
         self.flush()
         return transport.value(), transport
+
+
+@implementer(ITCPTransport)
+class TCPStringTransport(StringTransport):
+    """A StringTransport that, like TCP, can close only its writing side."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        pass
 
 
 @implementer(IConsumer)

@@ -28,7 +28,8 @@ from sillyproxy._config import (
 )
 def test_backend_url_accepted(url: str, origin: bytes, base_path: bytes) -> None:
     """If a backend URL is well formed, then its origin and raw base path come back."""
-    assert parse_backend_url(url) == (origin, base_path)
+    parsed = parse_backend_url(url)
+    assert (parsed.origin, parsed.base_path) == (origin, base_path)
 
 
 @pytest.mark.parametrize(
@@ -230,3 +231,58 @@ def test_every_problem_is_named(
 def test_problem_without_value() -> None:
     """If a problem has no value, then its message names only the variable."""
     assert str(ConfigProblem("X", None, "missing")) == "X: missing"
+
+
+@pytest.mark.parametrize(
+    "environ, attribute, value",
+    [
+        ({}, "max_body", 1024**3),
+        ({"SILLYPROXY_MAX_BODY": "0"}, "max_body", 0),
+        ({"SILLYPROXY_MAX_BODY": "1048576"}, "max_body", 1048576),
+        ({"SILLYPROXY_MAX_BODY": "512K"}, "max_body", 512 * 1024),
+        ({"SILLYPROXY_MAX_BODY": "2g"}, "max_body", 2 * 1024**3),
+        ({"SILLYPROXY_MAX_BODY": "10MiB"}, "max_body", 10 * 1024**2),
+        ({}, "dns_refresh", 5.0),
+        ({"SILLYPROXY_DNS_REFRESH": "0.5"}, "dns_refresh", 0.5),
+        ({}, "backend_keepalive", 32),
+        ({"SILLYPROXY_BACKEND_KEEPALIVE": "0"}, "backend_keepalive", 0),
+        ({"SILLYPROXY_CONNECT_TIMEOUT": "2"}, "connect_timeout", 2.0),
+        ({"SILLYPROXY_DRAIN_TIMEOUT": ""}, "drain_timeout", 8.0),
+        ({"SILLYPROXY_ACCESS_LOG": "JSON"}, "access_log", "json"),
+        ({"SILLYPROXY_ADMIN_LISTEN": "none"}, "admin_listen", "none"),
+    ],
+)
+def test_tunables(environ: dict[str, str], attribute: str, value: object) -> None:
+    """If a SILLYPROXY_* setting is given (or not), then the proxy uses it (or the default)."""
+    assert getattr(parse_config(environ).tunables, attribute) == value
+
+
+@pytest.mark.parametrize(
+    "variable, text, reason",
+    [
+        ("SILLYPROXY_MAX_BODY", "lots", "not a size (bytes, or a number with K, M or G)"),
+        ("SILLYPROXY_MAX_BODY", "-1", "not a size (bytes, or a number with K, M or G)"),
+        ("SILLYPROXY_MAX_BODY", "2000G", "must be at most 1024G"),
+        ("SILLYPROXY_DNS_REFRESH", "soon", "not a number of seconds"),
+        ("SILLYPROXY_DNS_REFRESH", "0", "must be more than 0 and at most 86400 seconds"),
+        ("SILLYPROXY_CONNECT_TIMEOUT", "nan", "must be more than 0 and at most 86400 seconds"),
+        ("SILLYPROXY_IDLE_TIMEOUT", "inf", "must be more than 0 and at most 86400 seconds"),
+        ("SILLYPROXY_BACKEND_KEEPALIVE", "-1", "must be a whole number from 0 to 100000"),
+        ("SILLYPROXY_ACCESS_LOG", "xml", "must be text, json or off"),
+        ("BLUE_HEALTH", "healthz", "must be an ASCII path starting with /"),
+    ],
+)
+def test_tunables_refused(variable: str, text: str, reason: str) -> None:
+    """If a SILLYPROXY_* setting is malformed, then the error names it, its value and the reason."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"BLUE": "http://b", variable: text})
+    assert [str(p) for p in caught.value.problems] == [f"{variable}={text!r}: {reason}"]
+
+
+def test_health_path() -> None:
+    """If C_HEALTH is set, then the colour carries its health-check path; without C it is an error."""
+    config = parse_config({"BLUE": "http://b", "BLUE_HEALTH": "/healthz"})
+    assert config.backends[0].health_path == "/healthz"
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"GREEN_HEALTH": "/healthz"})
+    assert str(caught.value) == "GREEN_HEALTH='/healthz': set, but GREEN (the backend URL) is not"

@@ -11,6 +11,12 @@ from attrs import frozen
 
 __all__ = [
     "Backend",
+    "BackendURL",
+    "KNOWN_VARIABLES",
+    "Tunables",
+    "parse_count",
+    "parse_seconds",
+    "parse_size",
     "ConfigError",
     "ConfigProblem",
     "DEFAULT_COLORS",
@@ -63,16 +69,59 @@ class ConfigError(ValueError):
 
 
 @frozen
+class BackendURL:
+    """A backend base URL taken apart."""
+
+    scheme: str
+    # The host name or IP address, without IPv6 brackets.
+    host: str
+    port: int
+    # b"http://host:port" as written, what Agent needs to reach the backend.
+    origin: bytes
+    # The raw base path, percent-encoding untouched; b"" when there is none.
+    base_path: bytes
+
+
+@frozen
 class Backend:
     """A served colour: where its backend lives and how much traffic it gets."""
 
     color: str
     url: str
     weight: int
-    # b"http://host:port", what Agent needs to reach the backend.
-    origin: bytes
-    # The raw base path, percent-encoding untouched; b"" when there is none.
-    base_path: bytes
+    location: BackendURL
+    # The path that active health checks GET, or None for no active checks.
+    health_path: str | None = None
+
+    @property
+    def origin(self) -> bytes:
+        return self.location.origin
+
+    @property
+    def base_path(self) -> bytes:
+        return self.location.base_path
+
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+@frozen
+class Tunables:
+    """The proxy-wide SILLYPROXY_* settings, with their defaults."""
+
+    max_body: int = GIB
+    dns_refresh: float = 5.0
+    backend_keepalive: int = 32
+    connect_timeout: float = 5.0
+    response_timeout: float = 60.0
+    idle_timeout: float = 60.0
+    header_timeout: float = 30.0
+    drain_timeout: float = 8.0
+    health_interval: float = 2.0
+    admin_listen: str = "tcp:9901"
+    access_log: str = "text"
 
 
 @frozen
@@ -83,15 +132,16 @@ class ProxyConfig:
     backends: tuple[Backend, ...]
     # Colours that were declared but have no URL, so are not served.
     unserved: tuple[str, ...]
+    tunables: Tunables = Tunables()
 
     @property
     def total_weight(self) -> int:
         return sum(backend.weight for backend in self.backends)
 
 
-def parse_backend_url(text: str) -> tuple[bytes, bytes]:
+def parse_backend_url(text: str) -> BackendURL:
     """
-    Split a backend base URL into its origin and raw base path.
+    Take a backend base URL apart, keeping its path's bytes as they are.
 
     @raise ValueError: with a short reason if the URL cannot be a backend.
     """
@@ -128,8 +178,10 @@ def parse_backend_url(text: str) -> tuple[bytes, bytes]:
         raise ValueError("port must be a number from 1 to 65535") from None
     if port == 0:
         raise ValueError("port must be a number from 1 to 65535")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
     origin = f"{parts.scheme}://{parts.netloc}".encode("ascii")
-    return origin, parts.path.encode("ascii")
+    return BackendURL(parts.scheme, host, port, origin, parts.path.encode("ascii"))
 
 
 def parse_weight(text: str) -> int:
@@ -181,6 +233,95 @@ def _declared_colors(
     return colors
 
 
+def parse_seconds(text: str) -> float:
+    """Parse a duration in seconds: a positive, finite number such as C{5} or C{0.5}."""
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        raise ValueError("not a number of seconds") from None
+    if not (0 < seconds <= 86400):
+        raise ValueError("must be more than 0 and at most 86400 seconds")
+    return seconds
+
+
+_SIZE_SUFFIXES = {"": 1, "K": KIB, "M": MIB, "G": GIB}
+
+
+def parse_size(text: str) -> int:
+    """Parse a size in bytes, optionally with a binary suffix: C{1048576}, C{512K}, C{1G}."""
+    stripped = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, suffix = stripped, ""
+    if stripped[-1:] in ("K", "M", "G"):
+        number, suffix = stripped[:-1], stripped[-1]
+    if not _DIGITS.match(number):
+        raise ValueError("not a size (bytes, or a number with K, M or G)")
+    size = int(number) * _SIZE_SUFFIXES[suffix]
+    if size > 1024 * GIB:
+        raise ValueError("must be at most 1024G")
+    return size
+
+
+def parse_count(text: str) -> int:
+    """Parse a whole number from 0 to 100,000."""
+    stripped = text.strip()
+    if not _DIGITS.match(stripped) or int(stripped) > 100_000:
+        raise ValueError("must be a whole number from 0 to 100000")
+    return int(stripped)
+
+
+def _parse_admin_listen(text: str) -> str:
+    return text.strip()
+
+
+def _parse_access_log(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in ("text", "json", "off"):
+        raise ValueError("must be text, json or off")
+    return mode
+
+
+def _parse_health_path(text: str) -> str:
+    path = text.strip()
+    if not path.startswith("/") or any(ch.isspace() for ch in path) or not path.isascii():
+        raise ValueError("must be an ASCII path starting with /")
+    return path
+
+
+# (attribute of Tunables, variable, parser)
+_TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+    ("max_body", "SILLYPROXY_MAX_BODY", parse_size),
+    ("dns_refresh", "SILLYPROXY_DNS_REFRESH", parse_seconds),
+    ("backend_keepalive", "SILLYPROXY_BACKEND_KEEPALIVE", parse_count),
+    ("connect_timeout", "SILLYPROXY_CONNECT_TIMEOUT", parse_seconds),
+    ("response_timeout", "SILLYPROXY_RESPONSE_TIMEOUT", parse_seconds),
+    ("idle_timeout", "SILLYPROXY_IDLE_TIMEOUT", parse_seconds),
+    ("header_timeout", "SILLYPROXY_HEADER_TIMEOUT", parse_seconds),
+    ("drain_timeout", "SILLYPROXY_DRAIN_TIMEOUT", parse_seconds),
+    ("health_interval", "SILLYPROXY_HEALTH_INTERVAL", parse_seconds),
+    ("admin_listen", "SILLYPROXY_ADMIN_LISTEN", _parse_admin_listen),
+    ("access_log", "SILLYPROXY_ACCESS_LOG", _parse_access_log),
+)
+
+KNOWN_VARIABLES: frozenset[str] = frozenset(
+    [LISTEN_VARIABLE, COLORS_VARIABLE] + [variable for _, variable, _ in _TUNABLES]
+)
+
+
+def _parse_tunables(
+    environ: Mapping[str, str], problems: list[ConfigProblem]
+) -> Tunables:
+    values: dict[str, object] = {}
+    for attribute, variable, parse in _TUNABLES:
+        text = environ.get(variable, "")
+        if not text.strip():
+            continue
+        try:
+            values[attribute] = parse(text)
+        except ValueError as e:
+            problems.append(ConfigProblem(variable, text, str(e)))
+    return Tunables(**values)  # type: ignore[arg-type]
+
+
 def parse_config(
     environ: Mapping[str, str],
     arguments: Sequence[str] = (),
@@ -193,9 +334,9 @@ def parse_config(
     @param arguments: extra colour names given as positional arguments.
     @param listen: the C{--listen} option; if None, C{SILLYPROXY_LISTEN} or
         L{DEFAULT_LISTEN}.
-    @param check_listen: called with the endpoint description; raises
-        C{ValueError} (or any exception) if it is not usable.  If None, the
-        description is not checked.
+    @param check_listen: called with each server endpoint description (the
+        proxy's and the admin listener's); raises C{ValueError} (or any
+        exception) if it is not usable.  If None, nothing is checked.
 
     @raise ConfigError: naming every bad setting at once.
     """
@@ -206,21 +347,28 @@ def parse_config(
         listen = environ.get(LISTEN_VARIABLE) or DEFAULT_LISTEN
     else:
         listen_variable = "--listen"
+    tunables = _parse_tunables(environ, problems)
     if check_listen is not None:
-        try:
-            check_listen(listen)
-        except Exception as e:
-            problems.append(
-                ConfigProblem(listen_variable, listen, f"not a server endpoint ({e})")
-            )
+        endpoints = [(listen_variable, listen)]
+        if tunables.admin_listen.lower() != "none":
+            endpoints.append(("SILLYPROXY_ADMIN_LISTEN", tunables.admin_listen))
+        for variable, description in endpoints:
+            try:
+                check_listen(description)
+            except Exception as e:
+                problems.append(
+                    ConfigProblem(variable, description, f"not a server endpoint ({e})")
+                )
 
     backends: list[Backend] = []
     unserved: list[str] = []
     for color in _declared_colors(environ, arguments, problems):
         url_variable = color.upper()
         weight_variable = f"{url_variable}_WEIGHT"
+        health_variable = f"{url_variable}_HEALTH"
         url = environ.get(url_variable, "")
         weight_text = environ.get(weight_variable, "")
+        health_text = environ.get(health_variable, "")
 
         weight = 1
         weight_ok = True
@@ -230,25 +378,33 @@ def parse_config(
             except ValueError as e:
                 weight_ok = False
                 problems.append(ConfigProblem(weight_variable, weight_text, str(e)))
+        health_path = None
+        if health_text:
+            try:
+                health_path = _parse_health_path(health_text)
+            except ValueError as e:
+                problems.append(ConfigProblem(health_variable, health_text, str(e)))
 
         if not url:
-            if weight_text and weight_ok:
-                problems.append(
-                    ConfigProblem(
-                        weight_variable,
-                        weight_text,
-                        f"set, but {url_variable} (the backend URL) is not",
+            for variable, text, ok in (
+                (weight_variable, weight_text, weight_ok),
+                (health_variable, health_text, health_path is not None),
+            ):
+                if text and ok:
+                    problems.append(
+                        ConfigProblem(
+                            variable, text, f"set, but {url_variable} (the backend URL) is not"
+                        )
                     )
-                )
             unserved.append(color)
             continue
         try:
-            origin, base_path = parse_backend_url(url)
+            location = parse_backend_url(url)
         except ValueError as e:
             problems.append(ConfigProblem(url_variable, url, str(e)))
             continue
-        backends.append(Backend(color, url, weight, origin, base_path))
+        backends.append(Backend(color, url, weight, location, health_path))
 
     if problems:
         raise ConfigError(problems)
-    return ProxyConfig(listen, tuple(backends), tuple(unserved))
+    return ProxyConfig(listen, tuple(backends), tuple(unserved), tunables)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -108,8 +108,8 @@ class ForwardingResource(Resource):
     Forward every request to a backend chosen by weight.
 
     @param chooser: picks the L{Backend} for each request.
-    @param agent: sends the request; in production an Agent over a
-        persistent connection pool.
+    @param agents: for each colour, what sends its requests; in production
+        an L{Upstream} balancing over the backend's addresses.
     @param clock: times each request for the access log.
     @param access_log: receives one L{AccessRecord} per request; if None,
         records go to twisted.logger.
@@ -122,7 +122,7 @@ class ForwardingResource(Resource):
     def __init__(
         self,
         chooser: WeightedChooser[Backend],
-        agent: IAgent,
+        agents: Mapping[str, IAgent],
         clock: IReactorTime,
         access_log: Callable[[AccessRecord], None] | None = None,
         cooperator: Cooperator | None = None,
@@ -130,7 +130,7 @@ class ForwardingResource(Resource):
         super().__init__()
         self._cooperator = cooperator if cooperator is not None else Cooperator()
         self._chooser = chooser
-        self._agent = agent
+        self._agents = agents
         self._clock = clock
         self._access_log = access_log if access_log is not None else log_access
 
@@ -191,7 +191,7 @@ class _Exchange:
             # from there in chunks rather than read whole.
             body = ReceivedBodyProducer(request.content, self._resource._cooperator)
         url = backend.origin + join_target(backend.base_path, target)
-        self._pending = self._resource._agent.request(request.method, url, headers, body)
+        self._pending = self._resource._agents[backend.color].request(request.method, url, headers, body)
         self._pending.addCallbacks(self._respond, self._fail)
 
     def _respond(self, response: IResponse) -> None:

@@ -13,27 +13,18 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool
-
-from ._pool import QuietConnectionPool
+from twisted.internet.defer import gatherResults
 
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
+from ._pool import address_pool_factory
 from ._selection import WeightedChooser
 from ._site import ProxySite
+from ._upstream import Upstream
 
 __all__ = ["Options", "makeService", "routing_table"]
 
 _log = Logger(namespace="sillyproxy")
-
-# Idle connections kept per backend address.  twisted's default of 2 makes
-# every request past the second concurrent one open (and then close) a new
-# connection; 32 matches a common nginx upstream keepalive setting.
-MAX_IDLE_PER_BACKEND = 32
-# Close idle backend connections well before typical server idle timeouts
-# (60 s and more), so the pool rarely hands out one the server is closing.
-IDLE_BACKEND_TIMEOUT = 30
-CONNECT_TIMEOUT = 5
 
 
 class Options(usage.Options):
@@ -101,38 +92,55 @@ def routing_table(config: ProxyConfig) -> list[str]:
     return lines
 
 
-class _RoutingAnnouncer(Service):
-    """Logs the routing table once the proxy starts, and closes the pool on stop."""
+class _Upstreams(Service):
+    """Logs the routing table at start, resolves the backends, and closes their pools on stop."""
 
-    def __init__(self, config: ProxyConfig, pool: HTTPConnectionPool) -> None:
+    def __init__(self, config: ProxyConfig, upstreams: list[Upstream]) -> None:
         self._config = config
-        self._pool = pool
+        self._upstreams = upstreams
 
     def startService(self) -> None:
         super().startService()
         _log.info("sillyproxy listening on {listen}", listen=self._config.listen)
         for line in routing_table(self._config):
             _log.info("route: {line}", line=line)
+        for upstream in self._upstreams:
+            upstream.start()
 
     def stopService(self):  # type: ignore[no-untyped-def]
         super().stopService()
-        return self._pool.closeCachedConnections()
+        return gatherResults([upstream.stop() for upstream in self._upstreams])
 
 
 def makeService(options: Options) -> IService:
-    """Build the proxy from parsed options, using the real reactor and randomness."""
+    """Build the proxy from parsed options, using the real reactor, resolver and randomness."""
     from twisted.internet import reactor
 
     config: ProxyConfig = options["config"]
-    pool = QuietConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = MAX_IDLE_PER_BACKEND
-    pool.cachedConnectionTimeout = IDLE_BACKEND_TIMEOUT
-    agent = Agent(reactor, connectTimeout=CONNECT_TIMEOUT, pool=pool)
+    tunables = config.tunables
+    upstreams = [
+        Upstream(
+            backend,
+            reactor.nameResolver,
+            reactor,
+            address_pool_factory(
+                reactor,
+                backend.location,
+                keepalive=tunables.backend_keepalive,
+                connect_timeout=tunables.connect_timeout,
+            ),
+            refresh=tunables.dns_refresh,
+        )
+        for backend in config.backends
+    ]
     chooser = WeightedChooser(config.backends, random.Random().randrange)
-    site = ProxySite(ForwardingResource(chooser, agent, reactor), reactor=reactor)
+    resource = ForwardingResource(
+        chooser, {u.backend.color: u for u in upstreams}, reactor
+    )
+    site = ProxySite(resource, reactor=reactor, max_body=tunables.max_body)
 
     service = MultiService()
-    _RoutingAnnouncer(config, pool).setServiceParent(service)
+    _Upstreams(config, upstreams).setServiceParent(service)
     StreamServerEndpointService(
         serverFromString(reactor, config.listen), site
     ).setServiceParent(service)
