@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run every test: set up .venv on a fresh clone, then pytest (extra arguments go to pytest).
+# Run every test: set up the virtual environment on a fresh clone, then pytest.
+# Extra arguments go to pytest.  PYTHON=pypy3 VENV=.venv-pypy runs them on PyPy.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-"$root/scripts/setup.sh"
+venv=${VENV:-$root/.venv}
+VENV=$venv "$root/scripts/setup.sh"
 cd "$root"
-exec "$root/.venv/bin/python" -m pytest "$@"
+exec "$venv/bin/python" -m pytest "$@"

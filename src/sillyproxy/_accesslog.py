@@ -1,19 +1,31 @@
-"""One line per proxied request: who asked for what, which colour served it, and how it went."""
+"""One line per proxied request, as text or JSON, written in batches straight to standard output."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from collections.abc import Callable
+
 from attrs import frozen
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["AccessRecord", "format_access_line", "log_access"]
-
 _log = Logger(namespace="sillyproxy.access")
+
+__all__ = [
+    "AccessLog",
+    "AccessRecord",
+    "format_access_json",
+    "format_access_line",
+]
 
 
 @frozen
 class AccessRecord:
     """The facts about one finished (or abandoned) request."""
 
+    time: float
     client: str
     method: bytes
     target: bytes
@@ -33,7 +45,7 @@ def _text(raw: bytes) -> str:
 
 
 def format_access_line(record: AccessRecord) -> str:
-    """Render a record as a plain-text log line."""
+    """Render a record as the text of a plain log line (no timestamp)."""
     line = (
         f"{record.client} {_text(record.method)} {_text(record.target)} "
         f"{record.color} {record.status} {record.body_bytes} "
@@ -44,6 +56,88 @@ def format_access_line(record: AccessRecord) -> str:
     return line
 
 
-def log_access(record: AccessRecord) -> None:
-    """Emit C{record} through twisted.logger."""
-    _log.info("{line}", line=format_access_line(record), access=record)
+def _rfc3339(seconds: float) -> str:
+    whole = int(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1000):03d}Z"
+
+
+def format_access_json(record: AccessRecord) -> str:
+    """Render a record as one JSON object."""
+    return json.dumps(
+        {
+            "time": _rfc3339(record.time),
+            "client": record.client,
+            "method": _text(record.method),
+            "path": _text(record.target),
+            "status": record.status,
+            "color": record.color,
+            "bytes": record.body_bytes,
+            "duration_ms": round(record.duration * 1000, 3),
+            "reason": record.outcome or "weighted",
+        },
+        separators=(",", ":"),
+    )
+
+
+class AccessLog:
+    """
+    Write access records to a file descriptor, batching the lines of one
+    reactor turn into a single write.
+
+    Formatting and writing every line through twisted.logger cost about an
+    eighth of the proxy's time per request under load; this costs a string
+    format and, per turn of the reactor, one write.
+
+    @param mode: C{text}, C{json} or C{off}.
+    @param write: takes the bytes to write; by default, to standard output.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        mode: str = "text",
+        write: Callable[[bytes], object] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._mode = mode
+        self._write = write if write is not None else _write_stdout
+        self._pending: list[str] = []
+        self._stamp_second = -1
+        self._stamp = ""
+
+    def __call__(self, record: AccessRecord) -> None:
+        if self._mode == "off":
+            return
+        if self._mode == "json":
+            line = format_access_json(record)
+        else:
+            line = f"{self._timestamp(record.time)} [sillyproxy.access] {format_access_line(record)}"
+        if not self._pending:
+            self._clock.callLater(0, self.flush)
+        self._pending.append(line)
+
+    def _timestamp(self, seconds: float) -> str:
+        second = int(seconds)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(second))
+        return self._stamp
+
+    def flush(self) -> None:
+        """Write every pending line now."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            try:
+                self._write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
+            except OSError as e:
+                # Nobody is reading the log (a closed pipe, a full disk):
+                # say so once and stop, rather than fail every request.
+                self._mode = "off"
+                _log.error("access log disabled: writing it failed: {error}", error=e)
+
+
+def _write_stdout(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(1, view)
+        view = view[written:]

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from ._accesslog import AccessRecord, log_access
+from ._accesslog import AccessLog, AccessRecord
 from ._config import Backend
 from ._failures import classify
 from ._headers import for_backend, for_client
@@ -49,10 +50,29 @@ def _has_body(request: Request) -> bool:
     )
 
 
+class _HTTPDate:
+    """The current HTTP date, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = b""
+
+    def __call__(self, seconds: float) -> bytes:
+        second = int(seconds)
+        if second != self._second:
+            self._second = second
+            self._text = datetimeToString(second)
+        return self._text
+
+
+http_date = _HTTPDate()
+
+
 def write_plain_error(request: Request, status: int, message: str) -> None:
     """Answer C{request} with C{status} and a one-line text body."""
     body = message.encode("utf-8") + b"\n"
     request.setResponseCode(status)
+    request.responseHeaders.setRawHeaders(b"date", [datetimeToString()])
     request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
     request.write(body)
@@ -112,7 +132,7 @@ class ForwardingResource(Resource):
         an L{Upstream} balancing over the backend's addresses.
     @param clock: times each request for the access log.
     @param access_log: receives one L{AccessRecord} per request; if None,
-        records go to twisted.logger.
+        a text L{AccessLog} on standard output.
     @param cooperator: schedules the upload of large request bodies; if
         None, a new one on the global reactor.
     """
@@ -132,13 +152,14 @@ class ForwardingResource(Resource):
         self._chooser = chooser
         self._agents = agents
         self._clock = clock
-        self._access_log = access_log if access_log is not None else log_access
+        self._access_log = access_log if access_log is not None else AccessLog(clock)
 
     def render(self, request: Request) -> bytes | int:
         started = self._clock.seconds()
         # The proxy speaks for the backend: it neither advertises itself nor
         # invents a Content-Type the backend did not send.
         request.responseHeaders.removeHeader(b"server")
+        request.responseHeaders.removeHeader(b"date")
         request.defaultContentType = None
         state = _Exchange(self, request, started)
         state.start()
@@ -201,6 +222,10 @@ class _Exchange:
         outgoing = request.responseHeaders
         for name, values in for_client(response.headers.getAllRawHeaders()):
             outgoing.setRawHeaders(name, values)
+        if not response.headers.hasHeader(b"date"):
+            # RFC 9110 section 6.6.1: a recipient with a clock adds Date to a
+            # response it forwards without one.
+            outgoing.setRawHeaders(b"date", [http_date(self._resource._clock.seconds())])
         if (
             response.length is not UNKNOWN_LENGTH
             and request.method != b"HEAD"
@@ -212,7 +237,7 @@ class _Exchange:
 
     def _fail(self, failure: Failure) -> None:
         self._pending = None
-        if failure.check(CancelledError):
+        if self._request.channel is None:
             # We cancelled it because the client left; nothing to answer.
             return
         problem = classify(failure)
@@ -244,6 +269,7 @@ class _Exchange:
             self._outcome = self._outcome or "client closed"
         self._resource._access_log(
             AccessRecord(
+                time=self._started,
                 client=_client_label(request.getClientAddress()),
                 method=request.method,
                 target=request.uri,

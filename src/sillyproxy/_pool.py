@@ -8,13 +8,16 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, w
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.abstract import isIPv6Address
 from twisted.web import client
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
-from twisted.web.iweb import IAgent, IAgentEndpointFactory, IPolicyForHTTPS
+from twisted.web._newclient import HTTP11ClientProtocol
+from twisted.web._newclient import Request as ClientRequest
+from twisted.web.client import BrowserLikePolicyForHTTPS
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from ._config import BackendURL
 
-__all__ = ["AddressPool", "RetirablePool", "address_pool_factory"]
+__all__ = ["AddressAgent", "AddressPool", "RetirablePool", "address_pool_factory"]
 
 # Close idle backend connections well before typical server idle timeouts
 # (60 s and more), so the pool rarely hands out one the server is closing.
@@ -48,15 +51,53 @@ class RetirablePool(client.HTTPConnectionPool):
         super()._putConnection(key, connection)
 
 
-@implementer(IAgentEndpointFactory)
-class _FixedEndpoint:
-    """Always connect to one address, whatever host the URL names."""
+@implementer(IAgent)
+class AddressAgent:
+    """
+    Send requests for one backend to one of its addresses, over a pool.
 
-    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+    This is what Agent does once it has parsed the URL and picked the
+    endpoint; the proxy already knows both, so per request it skips the URL
+    parsing, endpoint lookup and host computation that Agent repeats.
+
+    @param origin: the backend's C{scheme://host:port}; request URLs start
+        with it.
+    """
+
+    def __init__(
+        self, pool: RetirablePool, endpoint: IStreamClientEndpoint, origin: bytes
+    ) -> None:
+        self._pool = pool
         self._endpoint = endpoint
+        self._origin = origin
+        # The pool keys connections by this; one pool serves one address.
+        self._key = origin
+        # Host for a request without one (HTTP/1.0): the backend's name.
+        self._host = origin.split(b"://", 1)[1]
 
-    def endpointForURI(self, uri):  # type: ignore[no-untyped-def]
-        return self._endpoint
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        if not uri.startswith(self._origin):
+            raise ValueError(f"{uri!r} is not a URL of {self._origin!r}")
+        target = uri[len(self._origin) :] or b"/"
+        if headers is None:
+            headers = Headers()
+        if not headers.hasHeader(b"host"):
+            headers.addRawHeader(b"host", self._host)
+        persistent = self._pool.persistent
+
+        def send(connection: HTTP11ClientProtocol) -> Deferred[IResponse]:
+            # ClientRequest checks the method and target bytes itself.
+            return connection.request(
+                ClientRequest._construct(method, target, headers, bodyProducer, persistent)
+            )
+
+        return self._pool.getConnection(self._key, self._endpoint).addCallback(send)
 
 
 @define
@@ -87,7 +128,7 @@ def address_pool_factory(
     @param keepalive: idle connections kept per address; 0 opens a new
         connection for every request, as the original tool did.
     """
-    policy = tls_policy if tls_policy is not None else BrowserLikePolicyForHTTPS()
+    policy = tls_policy
 
     def make(address: str) -> AddressPool:
         pool = RetirablePool(reactor, persistent=keepalive > 0)
@@ -99,11 +140,14 @@ def address_pool_factory(
             reactor, address, location.port, timeout=connect_timeout
         )
         if location.scheme == "https":
+            nonlocal policy
+            if policy is None:
+                # Built only for https backends: it loads the trust roots.
+                policy = BrowserLikePolicyForHTTPS()
             endpoint = wrapClientTLS(
                 policy.creatorForNetloc(location.host.encode("ascii"), location.port),
                 endpoint,
             )
-        agent = Agent.usingEndpointFactory(reactor, _FixedEndpoint(endpoint), pool=pool)
-        return AddressPool(address, agent, pool)
+        return AddressPool(address, AddressAgent(pool, endpoint, location.origin), pool)
 
     return make

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IAddress, ITCPTransport
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-__all__ = ["ProxyRequest", "ProxySite"]
+__all__ = ["ProxyChannel", "ProxyRequest", "ProxySite"]
 
 # After refusing an oversized body, keep reading (and discarding) for this
 # long before closing: closing with unread data makes the kernel send a
@@ -48,10 +50,37 @@ class ProxyRequest(Request):
             return
         self.content.write(data)
 
+    def parseCookies(self) -> None:
+        # The proxy passes cookies on untouched; parsing them is wasted work.
+        pass
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        Like twisted.web's, minus parsing the query and body into
+        C{request.args}, which a proxy never reads.
+        """
         if self._refused:
             return
-        super().requestReceived(command, path, version)
+        self.content.seek(0, 0)
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path = path.split(b"?", 1)[0]
+        self.process()
+
+    def process(self) -> None:
+        """
+        Render the site's resource directly: the proxy's resource is a leaf
+        at the root, so there is nothing to traverse, and the Server and
+        Date headers twisted.web would set are the backend's to send.
+        """
+        self.site = self.channel.site
+        self.prepath = []
+        self.postpath = []
+        try:
+            self.render(self.site.resource)
+        except Exception:
+            self.processingFailed(Failure())
 
     def _refuse_too_large(self, limit: int) -> None:
         self._refused = True
@@ -73,6 +102,20 @@ class ProxyRequest(Request):
             transport.loseConnection()
 
 
+class ProxyChannel(HTTPChannel):
+    """
+    An HTTP/1.1 channel that asks the kernel for its own address once, not
+    once per request as twisted.web does.
+    """
+
+    _host: IAddress | None = None
+
+    def getHost(self) -> IAddress:
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
+
 class ProxySite(Site):
     """
     A Site that never shows a traceback, enforces a request body limit, and
@@ -83,6 +126,9 @@ class ProxySite(Site):
         limit.
     """
 
+    # A plain HTTP/1.1 channel: sillyproxy does not negotiate HTTP/2, so
+    # twisted.web's protocol-switching wrapper would only add a call per read.
+    protocol = ProxyChannel
     requestFactory = ProxyRequest
     displayTracebacks = False
     noisy = False

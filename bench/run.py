@@ -1,0 +1,298 @@
+"""Throughput, latency and memory of sillyproxy against direct, Twisted's ReverseProxyResource and nginx."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROXY_CPU = "0"
+LOAD_CPU = "1"
+SMALL = "/"
+LARGE = "/1m.bin"
+
+BACKEND_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/backend.pid;
+error_log {dir}/backend-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
+  server {{ listen 127.0.0.1:{blue}; root {dir}/files; location = / {{ return 200 "blue ok\\n"; }} }}
+  server {{ listen 127.0.0.1:{green}; root {dir}/files; location = / {{ return 200 "green ok\\n"; }} }}
+}}
+"""
+
+PROXY_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/proxy.pid;
+error_log {dir}/proxy-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
+  upstream colours {{
+    server 127.0.0.1:{blue} weight=4;
+    server 127.0.0.1:{green} weight=1;
+    keepalive 32;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://colours;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on {port}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM of a process and its children (nginx's worker), in MiB."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    result = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+        "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+        "non_2xx": 0.0,
+        "errors": 0.0,
+    }
+    if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+        result["non_2xx"] = float(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        result["errors"] = float(sum(int(g) for g in m.groups()))
+    return result
+
+
+@contextmanager
+def started(command: list[str], port: int, env: dict[str, str] | None, log: Path) -> Iterator[subprocess.Popen]:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            ["taskset", "-c", PROXY_CPU] + command,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_port(port, process)
+        yield process
+    finally:
+        stop(process)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="measured run per case (default 10)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--pypy-venv", default=str(ROOT / ".venv-pypy"))
+    parser.add_argument("--only", default="", help="comma-separated target names")
+    parser.add_argument("--json", default="", help="also write the results here")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="sillyproxy-bench-"))
+    # nginx workers run as an unprivileged user and must read the files.
+    work.chmod(0o755)
+    (work / "tmp").mkdir()
+    (work / "files").mkdir()
+    (work / "files" / "1m.bin").write_bytes(os.urandom(1024 * 1024))
+    blue, green = free_port(), free_port()
+    (work / "backend.conf").write_text(BACKEND_CONF.format(dir=work, blue=blue, green=green))
+    backend = subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, "nginx", "-p", str(work), "-c", str(work / "backend.conf")],
+        stdin=subprocess.DEVNULL,
+    )
+    python = sys.executable
+    twistd = str(Path(python).with_name("twistd"))
+    pypy_twistd = str(Path(args.pypy_venv) / "bin" / "twistd")
+    proxy_env = {
+        "BLUE": f"http://127.0.0.1:{blue}",
+        "GREEN": f"http://127.0.0.1:{green}",
+        "BLUE_WEIGHT": "4",
+        "GREEN_WEIGHT": "1",
+        "SILLYPROXY_ADMIN_LISTEN": "none",
+    }
+    # PyPy's GC grows the heap freely under load; these keep it near 150 MiB
+    # (see the README's benchmark section).
+    pypy_env = {**proxy_env, "PYPY_GC_MAX": "120MB", "PYPY_GC_NURSERY": "4MB"}
+
+    def sillyproxy(command: str, env: dict[str, str]) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+        return lambda port: (
+            [command, "--nodaemon", "--pidfile=", "--logfile=-", "sillyproxy", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            env,
+        )
+
+    def nginx_proxy(port: int) -> tuple[list[str], dict[str, str]]:
+        conf = work / f"proxy-{port}.conf"
+        conf.write_text(PROXY_CONF.format(dir=work, blue=blue, green=green, port=port))
+        return ["nginx", "-p", str(work), "-c", str(conf)], {}
+
+    targets: dict[str, Callable[[int], tuple[list[str], dict[str, str]]] | None] = {
+        "direct": None,
+        "sillyproxy": sillyproxy(twistd, proxy_env),
+        "ReverseProxyResource": lambda port: (
+            [python, str(ROOT / "bench" / "reverse_proxy_resource.py"), str(port), str(blue)],
+            {},
+        ),
+        "nginx": nginx_proxy,
+    }
+    if Path(pypy_twistd).exists():
+        targets["sillyproxy (PyPy)"] = sillyproxy(pypy_twistd, pypy_env)
+    else:
+        print(f"no PyPy environment at {args.pypy_venv}; skipping the PyPy row", file=sys.stderr)
+    if args.only:
+        wanted = set(args.only.split(","))
+        targets = {k: v for k, v in targets.items() if k in wanted or k in ("direct", "ReverseProxyResource")}
+
+    results: list[dict[str, object]] = []
+    try:
+        wait_port(blue, backend)
+        wait_port(green, backend)
+        for name, build in targets.items():
+            for body, path in (("small", SMALL), ("1 MiB", LARGE)):
+                if build is None:
+                    port, process = blue, None
+                    url = f"http://127.0.0.1:{port}{path}"
+                    wrk(url, args.connections, args.warmup)
+                    measured = wrk(url, args.connections, args.seconds)
+                    measured["rss_mib"] = float("nan")
+                else:
+                    port = free_port()
+                    command, env = build(port)
+                    with started(command, port, env, work / f"{name}-{body}.log".replace(" ", "_")) as process:
+                        url = f"http://127.0.0.1:{port}{path}"
+                        wrk(url, args.connections, args.warmup)
+                        measured = wrk(url, args.connections, args.seconds)
+                        measured["rss_mib"] = peak_rss_mib(process.pid)
+                results.append({"target": name, "body": body, **measured})
+                print(f"{name:22} {body:6} {measured['rps']:9.0f} req/s  p50 {measured['p50_ms']:.2f} ms  "
+                      f"p99 {measured['p99_ms']:.2f} ms  rss {measured['rss_mib']:.0f} MiB", file=sys.stderr)
+
+        # Added latency with one connection: sillyproxy's p50 minus direct's.
+        single: dict[str, float] = {}
+        for name in ("direct", "sillyproxy"):
+            build = targets[name]
+            if build is None:
+                url = f"http://127.0.0.1:{blue}{SMALL}"
+                wrk(url, 1, args.warmup)
+                single[name] = wrk(url, 1, args.seconds)["p50_ms"]
+            else:
+                port = free_port()
+                command, env = build(port)
+                with started(command, port, env, work / "c1.log"):
+                    url = f"http://127.0.0.1:{port}{SMALL}"
+                    wrk(url, 1, args.warmup)
+                    single[name] = wrk(url, 1, args.seconds)["p50_ms"]
+    finally:
+        stop(backend)
+
+    print_table(results, single, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "c1_p50_ms": single}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(results: list[dict[str, object]], single: dict[str, float], args: argparse.Namespace) -> None:
+    by = {(r["target"], r["body"]): r for r in results}
+    print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s after a {args.warmup}s warm-up; "
+          f"proxy on CPU {PROXY_CPU}, wrk and nginx backends on CPU {LOAD_CPU}\n")
+    print("| target | body | req/s | p50 ms | p99 ms | peak RSS MiB | x direct | x ReverseProxyResource | non-2xx/errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        direct = by.get(("direct", r["body"]))
+        rpr = by.get(("ReverseProxyResource", r["body"]))
+        ratio_direct = r["rps"] / direct["rps"] if direct else float("nan")
+        ratio_rpr = r["rps"] / rpr["rps"] if rpr else float("nan")
+        rss = "-" if r["rss_mib"] != r["rss_mib"] else f"{r['rss_mib']:.0f}"
+        print(f"| {r['target']} | {r['body']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+              f"{rss} | {ratio_direct:.2f} | {ratio_rpr:.2f} | {r['non_2xx']:.0f}/{r['errors']:.0f} |")
+    if len(single) == 2:
+        print(f"\nadded p50 latency at -c1: sillyproxy {single['sillyproxy']:.3f} ms - direct "
+              f"{single['direct']:.3f} ms = {single['sillyproxy'] - single['direct']:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
