@@ -6,8 +6,8 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
-from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -21,8 +21,7 @@ __all__ = [
 ]
 
 
-@frozen
-class AccessRecord:
+class AccessRecord(NamedTuple):
     """The facts about one finished (or abandoned) request."""
 
     time: float

@@ -118,6 +118,7 @@ def address_pool_factory(
     keepalive: int,
     connect_timeout: float,
     tls_policy: IPolicyForHTTPS | None = None,
+    connect_reactor: object | None = None,
 ):  # type: ignore[no-untyped-def]
     """
     Return a function that builds the L{AddressPool} for one address of
@@ -127,7 +128,10 @@ def address_pool_factory(
 
     @param keepalive: idle connections kept per address; 0 opens a new
         connection for every request, as the original tool did.
+    @param connect_reactor: what the endpoints connect with; if None,
+        C{reactor}.
     """
+    connector = connect_reactor if connect_reactor is not None else reactor
     policy = tls_policy
 
     def make(address: str) -> AddressPool:
@@ -137,7 +141,7 @@ def address_pool_factory(
         pool.cachedConnectionTimeout = IDLE_BACKEND_TIMEOUT
         tcp = TCP6ClientEndpoint if isIPv6Address(address) else TCP4ClientEndpoint
         endpoint: IStreamClientEndpoint = tcp(
-            reactor, address, location.port, timeout=connect_timeout
+            connector, address, location.port, timeout=connect_timeout
         )
         if location.scheme == "https":
             nonlocal policy

@@ -20,6 +20,7 @@ from ._forward import ForwardingResource
 from ._pool import address_pool_factory
 from ._selection import WeightedChooser
 from ._site import ProxySite
+from ._transport import FastTCPReactor
 from ._upstream import Upstream
 
 __all__ = ["Options", "makeService", "routing_table"]
@@ -118,6 +119,7 @@ def makeService(options: Options) -> IService:
 
     config: ProxyConfig = options["config"]
     tunables = config.tunables
+    fast_tcp = FastTCPReactor(reactor)
     upstreams = [
         Upstream(
             backend,
@@ -128,6 +130,7 @@ def makeService(options: Options) -> IService:
                 backend.location,
                 keepalive=tunables.backend_keepalive,
                 connect_timeout=tunables.connect_timeout,
+                connect_reactor=fast_tcp,
             ),
             refresh=tunables.dns_refresh,
         )
@@ -142,6 +145,6 @@ def makeService(options: Options) -> IService:
     service = MultiService()
     _Upstreams(config, upstreams).setServiceParent(service)
     StreamServerEndpointService(
-        serverFromString(reactor, config.listen), site
+        serverFromString(fast_tcp, config.listen), site
     ).setServiceParent(service)
     return service

@@ -1,0 +1,148 @@
+"""TCP transports that skip two rounds of epoll bookkeeping per proxied request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from twisted.internet import tcp
+
+__all__ = ["FastTCPReactor"]
+
+
+class _Batch:
+    """Transports written to while a read is being handled, to send when it ends."""
+
+    depth = 0
+    corked: list[_FewerSyscalls] = []
+
+
+# Past this much pending data a transport goes twisted's buffered way, so
+# its producer is paused as usual.
+_CORK_LIMIT = 64 * 1024
+
+
+class _FewerSyscalls:
+    """
+    Mixed into twisted's TCP transports to cut per-request system calls.
+
+    Batched, direct sends: twisted buffers every write, registers the socket
+    for writability, sends when epoll reports it writable, and unregisters
+    it: two epoll_ctl calls and a poll round per response.  Here, what a
+    transport is given while a read is being handled (a request to forward,
+    a response to relay: headers and body together) is sent in one send()
+    when the read's handling ends.  Only what the kernel does not take (or
+    any error, which the reactor then reports as usual) goes twisted's way.
+
+    Lazy pauses: Agent pauses a backend socket when the response headers
+    arrive and resumes it a moment later, in the same call stack, when the
+    body's consumer is attached, and twisted.web pauses a client socket
+    while its request is served.  A pause here takes effect when the socket
+    is next readable, so a pause undone before then costs nothing.
+    """
+
+    _pause_pending = False
+    _corked = False
+
+    def write(self, data: bytes) -> None:
+        if (
+            _Batch.depth
+            and data
+            and not self.dataBuffer
+            and self._tempDataLen + len(data) <= _CORK_LIMIT
+            and self.connected
+            and not self._writeDisconnected
+            and not self.TLS
+        ):
+            self._tempDataBuffer.append(data)
+            self._tempDataLen += len(data)
+            if not self._corked:
+                self._corked = True
+                _Batch.corked.append(self)
+            return
+        super().write(data)  # type: ignore[misc]
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        self.write(b"".join(iovec))
+
+    def _send_corked(self) -> None:
+        self._corked = False
+        if not self.connected or self.dataBuffer or not self._tempDataBuffer:
+            # Gone, or twisted's buffered path already owns the data.
+            return
+        data = b"".join(self._tempDataBuffer)
+        self._tempDataBuffer = []
+        self._tempDataLen = 0
+        try:
+            sent = self.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent < len(data):
+            tcp.Connection.write(self, data[sent:])  # type: ignore[arg-type]
+        elif self.disconnecting or self._writeDisconnecting:
+            # loseConnection waits for the buffer to drain via doWrite.
+            self.startWriting()
+
+    def pauseProducing(self) -> None:
+        self._pause_pending = True
+
+    def resumeProducing(self) -> None:
+        if self._pause_pending:
+            self._pause_pending = False
+            return
+        super().resumeProducing()  # type: ignore[misc]
+
+    def doRead(self):  # type: ignore[no-untyped-def]
+        if self._pause_pending:
+            # The pause stood: stop reading now, and leave the data in the
+            # kernel's buffer, which is where backpressure wants it.
+            self._pause_pending = False
+            super().pauseProducing()  # type: ignore[misc]
+            return None
+        _Batch.depth += 1
+        try:
+            return super().doRead()  # type: ignore[misc]
+        finally:
+            _Batch.depth -= 1
+            if not _Batch.depth:
+                while _Batch.corked:
+                    _Batch.corked.pop(0)._send_corked()
+
+
+class _FastServer(_FewerSyscalls, tcp.Server):
+    pass
+
+
+class _FastClient(_FewerSyscalls, tcp.Client):
+    pass
+
+
+class _FastPort(tcp.Port):
+    transport = _FastServer
+
+
+class _FastConnector(tcp.Connector):
+    def _makeTransport(self) -> tcp.Client:
+        return _FastClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
+class FastTCPReactor:
+    """
+    A reactor stand-in for endpoints: C{listenTCP} and C{connectTCP} make
+    the transports above; everything else is the real reactor's.
+    """
+
+    def __init__(self, reactor: object) -> None:
+        self._reactor = reactor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._reactor, name)
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):  # type: ignore[no-untyped-def]
+        listening = _FastPort(port, factory, backlog, interface, self._reactor)
+        listening.startListening()
+        return listening
+
+    def connectTCP(self, host, port, factory, timeout=30.0, bindAddress=None):  # type: ignore[no-untyped-def]
+        connector = _FastConnector(host, port, factory, timeout, bindAddress, self._reactor)
+        connector.connect()
+        return connector

@@ -1,0 +1,141 @@
+"""Tests of the batched-send, lazy-pause TCP transports over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.task import deferLater
+
+from sillyproxy._transport import FastTCPReactor
+
+fast = FastTCPReactor(reactor)
+
+
+class Echo(Protocol):
+    """Echoes each read back as many small writes, to be batched into one send."""
+
+    def dataReceived(self, data: bytes) -> None:
+        for i in range(0, len(data), 7):
+            self.transport.write(data[i : i + 7])
+
+
+class Collect(Protocol):
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+        self.made: Deferred[Protocol] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.made.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= self.expected and not self.done.called:
+            self.done.callback(self.received)
+
+
+@pytest_twisted.inlineCallbacks
+def eventually(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    """Wait until check() is true; generous, so a slow machine does not fail the test."""
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            return
+        yield deferLater(reactor, 0.02, lambda: None)
+    assert check()
+
+
+def listen(protocol: type[Protocol]):  # type: ignore[no-untyped-def]
+    return fast.listenTCP(0, Factory.forProtocol(protocol), interface="127.0.0.1")
+
+
+def connect(port, collector: Collect) -> None:  # type: ignore[no-untyped-def]
+    factory = ClientFactory()
+    factory.protocol = lambda: collector
+    fast.connectTCP("127.0.0.1", port.getHost().port, factory)
+
+
+@pytest_twisted.inlineCallbacks
+def test_batched_writes_arrive_in_order():  # type: ignore[no-untyped-def]
+    """If a protocol writes many pieces while handling a read, then they all arrive, in order."""
+    port = listen(Echo)
+    message = bytes(range(256)) * 200
+    collector = Collect(len(message))
+    connect(port, collector)
+    client = yield collector.made
+    client.transport.write(message)
+    received = yield collector.done
+    assert received == message
+    client.transport.loseConnection()
+    yield port.stopListening()
+
+
+class Pausing(Protocol):
+    """Pauses its own transport on connection; the test decides when to resume."""
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        servers.append(self)
+        self.transport.pauseProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+servers: list[Pausing] = []
+
+
+@pytest_twisted.inlineCallbacks
+def test_pause_that_stands_stops_reading():  # type: ignore[no-untyped-def]
+    """If a pause is not undone, then no data is delivered until resumeProducing."""
+    port = listen(Pausing)
+    collector = Collect(0)
+    connect(port, collector)
+    client = yield collector.made
+    client.transport.write(b"hello")
+    yield deferLater(reactor, 0.2, lambda: None)
+    server = servers[-1]
+    assert server.received == b""
+    server.transport.resumeProducing()
+    yield eventually(lambda: server.received == b"hello")
+    client.transport.loseConnection()
+    yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pause_undone_at_once_keeps_reading():  # type: ignore[no-untyped-def]
+    """If a pause is undone before the socket is read, then reading simply goes on."""
+    port = listen(Pausing)
+    collector = Collect(0)
+    connect(port, collector)
+    client = yield collector.made
+    yield eventually(lambda: bool(servers) and servers[-1].transport is not None)
+    server = servers[-1]
+    server.transport.resumeProducing()
+    client.transport.write(b"more")
+    yield eventually(lambda: server.received == b"more")
+    client.transport.loseConnection()
+    yield port.stopListening()
+
+
+class WriteThenClose(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data * 3)
+        self.transport.loseConnection()
+
+
+@pytest_twisted.inlineCallbacks
+def test_close_after_batched_write_sends_everything():  # type: ignore[no-untyped-def]
+    """If a protocol writes then closes while handling a read, then the data is sent before the close."""
+    port = listen(WriteThenClose)
+    collector = Collect(12)
+    connect(port, collector)
+    client = yield collector.made
+    client.transport.write(b"abcd")
+    received = yield collector.done
+    assert received == b"abcdabcdabcd"
+    yield port.stopListening()
