@@ -93,10 +93,12 @@ servers: list[Pausing] = []
 def test_pause_that_stands_stops_reading():  # type: ignore[no-untyped-def]
     """If a pause is not undone, then no data is delivered until resumeProducing."""
     port = listen(Pausing)
+    before = len(servers)
     collector = Collect(0)
     connect(port, collector)
     client = yield collector.made
     client.transport.write(b"hello")
+    yield eventually(lambda: len(servers) > before)
     yield deferLater(reactor, 0.2, lambda: None)
     server = servers[-1]
     assert server.received == b""
@@ -110,10 +112,11 @@ def test_pause_that_stands_stops_reading():  # type: ignore[no-untyped-def]
 def test_pause_undone_at_once_keeps_reading():  # type: ignore[no-untyped-def]
     """If a pause is undone before the socket is read, then reading simply goes on."""
     port = listen(Pausing)
+    before = len(servers)
     collector = Collect(0)
     connect(port, collector)
     client = yield collector.made
-    yield eventually(lambda: bool(servers) and servers[-1].transport is not None)
+    yield eventually(lambda: len(servers) > before)
     server = servers[-1]
     server.transport.resumeProducing()
     client.transport.write(b"more")
