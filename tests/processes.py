@@ -41,6 +41,13 @@ class Twistd:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def terminate(self) -> None:
+        """Send SIGTERM, as docker stop and a rolling update do."""
+        self.process.terminate()
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.process.wait(timeout)
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.terminate()
@@ -58,17 +65,22 @@ def start_twistd(
     environ: Mapping[str, str],
     log_dir: Path,
     port: int | None = None,
+    listen: str | None = None,
 ) -> Twistd:
-    """Start C{twistd PLUGIN --listen tcp:PORT ...} and wait until it accepts connections."""
+    """
+    Start C{twistd PLUGIN --listen tcp:PORT ...} and wait until it accepts
+    connections.  With C{listen} (for a shared C{reuseport:} port, where a
+    connection proves nothing), wait for the proxy's own "listening" line.
+    """
     port = free_port() if port is None else port
-    log_path = log_dir / f"{plugin}-{port}.log"
+    log_path = log_dir / f"{plugin}-{port}-{time.monotonic_ns()}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUE", "GREEN", "SILLYPROXY", "V2"))}
     env.update(environ)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             twistd_command()
             + ["--nodaemon", "--pidfile=", "--logfile=-", plugin]
-            + ["--listen", f"tcp:{port}:interface=127.0.0.1"]
+            + ["--listen", listen or f"tcp:{port}:interface=127.0.0.1"]
             + list(arguments),
             env=env,
             stdout=log,
@@ -80,6 +92,11 @@ def start_twistd(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{plugin} exited with {process.returncode}:\n{running.log()}")
+        if listen is not None:
+            if "sillyproxy listening on" in running.log():
+                return running
+            time.sleep(0.05)
+            continue
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return running

@@ -15,13 +15,10 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 
+from .backends import BIG_RESPONSE, MIB, pattern, serve
 from .processes import START_TIMEOUT, Twistd, free_port, start_twistd, twistd_command
 
-MIB = 1024 * 1024
-BIG_RESPONSE = 50 * MIB
 BIG_UPLOAD = 20 * MIB
 
 
@@ -34,74 +31,10 @@ def running(tmp_path: Path) -> Iterator[list[Twistd]]:
         process.stop()
 
 
-def pattern(size: int) -> Iterator[bytes]:
-    """Deterministic, non-repeating-looking bytes, in 64 KiB chunks."""
-    block = hashlib.sha256(b"sillyproxy").digest() * 2048
-    sent = 0
-    counter = 0
-    while sent < size:
-        chunk = (counter.to_bytes(8, "big") + block)[: min(len(block), size - sent)]
-        yield chunk
-        sent += len(chunk)
-        counter += 1
-
-
-class BigBody(Resource):
-    """Streams a large body with a registered producer, as a real backend would."""
-
-    isLeaf = True
-
-    def render_GET(self, request):  # type: ignore[no-untyped-def]
-        request.setHeader(b"content-length", b"%d" % BIG_RESPONSE)
-        request.setHeader(b"content-type", b"application/octet-stream")
-        chunks = pattern(BIG_RESPONSE)
-
-        class Producer:
-            def resumeProducing(self) -> None:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    request.unregisterProducer()
-                    request.finish()
-                else:
-                    request.write(chunk)
-
-            def stopProducing(self) -> None:
-                pass
-
-        request.registerProducer(Producer(), False)
-        return NOT_DONE_YET
-
-
-class Digest(Resource):
-    """Answers with the length and SHA-256 of the request body, and what it was asked for."""
-
-    isLeaf = True
-
-    def render(self, request):  # type: ignore[no-untyped-def]
-        digest = hashlib.sha256()
-        size = 0
-        while chunk := request.content.read(MIB):
-            digest.update(chunk)
-            size += len(chunk)
-        request.setHeader(b"content-type", b"text/plain")
-        return b"%d %s %s %s" % (
-            size,
-            digest.hexdigest().encode(),
-            request.uri,
-            request.getHeader(b"color") or b"-",
-        )
-
-
 @pytest.fixture
 def local_backend() -> Iterator[int]:
-    """A backend in the test process's reactor: /big streams 50 MiB, anything else digests the body."""
-    root = Resource()
-    root.putChild(b"big", BigBody())
-    digest = Digest()
-    root.getChildWithDefault = lambda name, request: (  # type: ignore[method-assign]
-        root.children[name] if name in root.children else digest
-    )
-    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+    """A backend in the test process's reactor: /big streams 50 MiB, /slow waits, anything else digests the body."""
+    port = serve()
     yield port.getHost().port
     port.stopListening()
 

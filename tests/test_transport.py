@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -142,3 +144,39 @@ def test_close_after_batched_write_sends_everything():  # type: ignore[no-untype
     received = yield collector.done
     assert received == b"abcdabcdabcd"
     yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_connections_queued_at_close_are_served_not_reset():  # type: ignore[no-untyped-def]
+    """
+    If connections are waiting in the accept queue when the listener
+    closes, then they are accepted and served rather than reset by the kernel.
+    """
+    from sillyproxy._reuseport import ReusePortEndpoint
+
+    port = yield ReusePortEndpoint(fast, 0, "127.0.0.1").listen(Factory.forProtocol(Echo))
+    number = port.getHost().port
+    # Stop accepting, as if the reactor were busy: clients complete their
+    # handshakes into the kernel's queue and wait there.
+    port.stopReading()
+    clients = []
+    for i in range(5):
+        s = socket.create_connection(("127.0.0.1", number), timeout=5)
+        s.sendall(b"ping %d" % i)
+        clients.append(s)
+    yield port.stopListening()
+    answers = []
+    for i, s in enumerate(clients):
+        s.setblocking(False)
+        data = b""
+        for _ in range(500):
+            try:
+                data += s.recv(100)
+            except BlockingIOError:
+                yield deferLater(reactor, 0.01, lambda: None)
+                continue
+            if len(data) >= len(b"ping %d" % i):
+                break
+        answers.append(data)
+        s.close()
+    assert answers == [b"ping %d" % i for i in range(5)]

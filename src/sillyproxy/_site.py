@@ -1,8 +1,11 @@
-"""The twisted.web Site and Request tuned for proxying rather than serving pages."""
+"""The twisted.web Site, channel and Request, made strict and tuned for proxying."""
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress, ITCPTransport
+import re
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
@@ -10,10 +13,12 @@ from twisted.web.server import Request, Site
 
 __all__ = ["ProxyChannel", "ProxyRequest", "ProxySite"]
 
-# After refusing an oversized body, keep reading (and discarding) for this
-# long before closing: closing with unread data makes the kernel send a
-# reset, which can destroy the 413 before the client reads it.
+# After refusing a request, keep reading (and discarding) for this long
+# before closing: closing with unread data makes the kernel send a reset,
+# which can destroy the error response before the client reads it.
 LINGER_SECONDS = 2.0
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 class ProxyRequest(Request):
@@ -50,6 +55,14 @@ class ProxyRequest(Request):
             return
         self.content.write(data)
 
+    def _refuse_too_large(self, limit: int) -> None:
+        self._refused = True
+        self.channel.reject(
+            413,
+            b"Content Too Large",
+            f"request body is larger than the limit of {limit} bytes",
+        )
+
     def parseCookies(self) -> None:
         # The proxy passes cookies on untouched; parsing them is wasted work.
         pass
@@ -59,7 +72,7 @@ class ProxyRequest(Request):
         Like twisted.web's, minus parsing the query and body into
         C{request.args}, which a proxy never reads.
         """
-        if self._refused:
+        if self._refused or self.channel.rejected:
             return
         self.content.seek(0, 0)
         self.args = {}
@@ -82,48 +95,167 @@ class ProxyRequest(Request):
         except Exception:
             self.processingFailed(Failure())
 
-    def _refuse_too_large(self, limit: int) -> None:
-        self._refused = True
-        channel = self.channel
-        body = b"request body is larger than the limit of %d bytes\n" % limit
-        channel.transport.write(
-            b"HTTP/1.1 413 Content Too Large\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (len(body), body)
-        )
-        channel.persistent = False
-        transport = channel.transport
-        if ITCPTransport.providedBy(transport):
-            transport.loseWriteConnection()
-            clock = channel.site.reactor
-            clock.callLater(LINGER_SECONDS, transport.abortConnection)
-        else:
-            transport.loseConnection()
-
 
 class ProxyChannel(HTTPChannel):
     """
-    An HTTP/1.1 channel that asks the kernel for its own address once, not
-    once per request as twisted.web does.
+    An HTTP/1.1 channel that refuses what a proxy must not pass on, times
+    out slow request headers, and lets the site track and drain it.
+
+    Refused with 400: HTTP/1.1 without Host, more than one Host, obs-fold
+    continuation lines, bare LF line endings, and any Transfer-Encoding but
+    C{chunked} (twisted.web already refuses Content-Length with
+    Transfer-Encoding, repeated Content-Length and bad chunking).
     """
 
+    rejected = False
     _host: IAddress | None = None
+    _header_timer: IDelayedCall | None = None
+    # True from the connection's start, and again after each response,
+    # until a request's headers are complete.
+    _reading_headers = True
+    _header_lines = 0
+    _last_byte = b""
+    # Some bytes of a request have arrived (it may not be parsed yet).
+    _request_started = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.channel_opened(self)
+        self._start_header_timer()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._stop_header_timer()
+        super().connectionLost(reason)
+        self.site.channel_closed(self)
 
     def getHost(self) -> IAddress:
+        # Asked for every request by twisted.web; a system call each time.
         if self._host is None:
             self._host = self.transport.getHost()
         return self._host
 
+    @property
+    def busy(self) -> bool:
+        """Whether a request is in progress, or has begun to arrive, on this connection."""
+        return bool(self.requests) or self._request_started
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.rejected:
+            return
+        if self._reading_headers:
+            self._request_started = True
+            if self._header_timer is None:
+                self._start_header_timer()
+            if self.line_mode and b"\n" in data:
+                head = data.split(b"\r\n\r\n", 1)[0]
+                if _BARE_LF.search(head) or (head[:1] == b"\n" and self._last_byte != b"\r"):
+                    self.reject(400, b"Bad Request", "bare LF line endings are not allowed")
+                    return
+            self._last_byte = data[-1:]
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self.rejected:
+            return
+        if self._reading_headers:
+            if self._header_lines and line[:1] in (b" ", b"\t"):
+                self.reject(400, b"Bad Request", "obsolete line folding is not allowed")
+                return
+            if line or self._header_lines:
+                self._header_lines += 1
+        super().lineReceived(line)
+
+    def headerReceived(self, line: bytes) -> bool:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            self.reject(400, b"Bad Request", "only Transfer-Encoding: chunked is accepted")
+            return False
+        return super().headerReceived(line)
+
+    def allHeadersReceived(self) -> None:
+        self._stop_header_timer()
+        self._reading_headers = False
+        self._header_lines = 0
+        request = self.requests[-1]
+        hosts = request.requestHeaders.getRawHeaders(b"host", [])
+        if len(hosts) > 1 or any(b"," in host for host in hosts):
+            self.reject(400, b"Bad Request", "more than one Host header")
+            return
+        if not hosts and self._version == b"HTTP/1.1":
+            self.reject(400, b"Bad Request", "HTTP/1.1 requests need a Host header")
+            return
+        super().allHeadersReceived()
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        # twisted.web splits Connection on spaces, so "close, te" would keep
+        # the connection open; the header is a comma-separated list.
+        tokens = {
+            token.strip().lower()
+            for value in request.requestHeaders.getRawHeaders(b"connection", [])
+            for token in value.split(b",")
+        }
+        if version != b"HTTP/1.1" or b"close" in tokens or self.site.draining:
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return True
+
+    def requestDone(self, request: Request) -> None:
+        self._reading_headers = True
+        self._request_started = False
+        super().requestDone(request)
+
+    def _start_header_timer(self) -> None:
+        timeout = self.site.header_timeout
+        if timeout:
+            self._header_timer = self.callLater(timeout, self._headers_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            if self._header_timer.active():
+                self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.requests or self._reading_headers:
+            self.reject(408, b"Request Timeout", "request headers took too long")
+
+    def reject(self, status: int, reason: bytes, message: str) -> None:
+        """
+        Answer with an error and end the connection, reading and throwing
+        away whatever else the client sends for a moment first.
+        """
+        if self.rejected:
+            return
+        self.rejected = True
+        self._stop_header_timer()
+        self.persistent = False
+        body = message.encode("utf-8") + b"\n"
+        transport = self.transport
+        transport.write(
+            b"HTTP/1.1 %d %s\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
+        if ITCPTransport.providedBy(transport):
+            transport.loseWriteConnection()
+            self.callLater(LINGER_SECONDS, transport.abortConnection)
+        else:
+            transport.loseConnection()
+
 
 class ProxySite(Site):
     """
-    A Site that never shows a traceback, enforces a request body limit, and
-    leaves access logging to the forwarding resource, which knows the colour
-    and the duration.
+    A Site that never shows a traceback, enforces a request body limit and a
+    header timeout, keeps track of its connections so they can be drained,
+    and leaves access logging to the forwarding resource, which knows the
+    colour and the duration.
 
     @param max_body: the largest request body accepted, in bytes; 0 for no
         limit.
+    @param header_timeout: seconds a client has to send complete request
+        headers; 0 for no limit.
     """
 
     # A plain HTTP/1.1 channel: sillyproxy does not negotiate HTTP/2, so
@@ -133,9 +265,36 @@ class ProxySite(Site):
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, resource: IResource, max_body: int = 0, **kwargs: object) -> None:
+    def __init__(
+        self,
+        resource: IResource,
+        max_body: int = 0,
+        header_timeout: float = 0,
+        **kwargs: object,
+    ) -> None:
         super().__init__(resource, **kwargs)  # type: ignore[arg-type]
         self.max_body = max_body
+        self.header_timeout = header_timeout
+        self.draining = False
+        self.channels: set[ProxyChannel] = set()
+        self._on_idle: list[Callable[[], None]] = []
+
+    def channel_opened(self, channel: ProxyChannel) -> None:
+        self.channels.add(channel)
+
+    def channel_closed(self, channel: ProxyChannel) -> None:
+        self.channels.discard(channel)
+        if not self.channels:
+            waiting, self._on_idle = self._on_idle, []
+            for callback in waiting:
+                callback()
+
+    def when_no_channels(self, callback: Callable[[], None]) -> None:
+        """Call C{callback} once every connection has closed (now, if none is open)."""
+        if self.channels:
+            self._on_idle.append(callback)
+        else:
+            callback()
 
     def log(self, request: Request) -> None:
         pass

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import select
+import socket
 from collections.abc import Iterable
 
 from twisted.internet import tcp
 
-__all__ = ["FastTCPReactor"]
+__all__ = ["FastTCPReactor", "drain_accept_queue"]
 
 
 class _Batch:
@@ -116,8 +118,42 @@ class _FastClient(_FewerSyscalls, tcp.Client):
     pass
 
 
+# Accepting more than this at close means the queue refills as fast as it
+# empties; stop and close rather than spin.
+_MOST_DRAINED = 10_000
+
+
+def drain_accept_queue(port: object) -> int:
+    """
+    Accept every connection already waiting on a listening TCP port.
+
+    Linux resets the connections still in a listening socket's accept queue
+    when the socket closes; with SO_REUSEPORT, that queue holds clients the
+    kernel handed to this process while a replacement was already listening.
+    Accepting them first lets them be served instead.  Returns how many
+    accept rounds found work.
+    """
+    fileno = getattr(port, "fileno", None)
+    do_read = getattr(port, "doRead", None)
+    if fileno is None or do_read is None or fileno() < 0:
+        return 0
+    poller = select.poll()
+    poller.register(fileno(), select.POLLIN)
+    rounds = 0
+    while rounds < _MOST_DRAINED and poller.poll(0):
+        do_read()
+        rounds += 1
+    return rounds
+
+
 class _FastPort(tcp.Port):
     transport = _FastServer
+
+    def connectionLost(self, reason):  # type: ignore[no-untyped-def]
+        # The socket closes in here, a reactor turn after stopListening:
+        # take what queued up meanwhile, so that none of it is reset.
+        drain_accept_queue(self)
+        super().connectionLost(reason)
 
 
 class _FastConnector(tcp.Connector):
@@ -139,6 +175,15 @@ class FastTCPReactor:
 
     def listenTCP(self, port, factory, backlog=50, interface=""):  # type: ignore[no-untyped-def]
         listening = _FastPort(port, factory, backlog, interface, self._reactor)
+        listening.startListening()
+        return listening
+
+    def adoptStreamPort(self, fileDescriptor, addressFamily, factory):  # type: ignore[no-untyped-def]
+        if addressFamily not in (socket.AF_INET, socket.AF_INET6):
+            return self._reactor.adoptStreamPort(fileDescriptor, addressFamily, factory)
+        listening = _FastPort._fromListeningDescriptor(
+            self._reactor, fileDescriptor, addressFamily, factory
+        )
         listening.startListening()
         return listening
 

@@ -8,15 +8,14 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
 from twisted.python import usage
-from twisted.internet.defer import gatherResults
 
+from ._accesslog import AccessLog
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
+from ._lifecycle import ProxyService
 from ._pool import address_pool_factory
 from ._selection import WeightedChooser
 from ._site import ProxySite
@@ -24,9 +23,6 @@ from ._transport import FastTCPReactor
 from ._upstream import Upstream
 
 __all__ = ["Options", "makeService", "routing_table"]
-
-_log = Logger(namespace="sillyproxy")
-
 
 class Options(usage.Options):
     synopsis = "[--listen ENDPOINT] [COLOR ...]"
@@ -93,26 +89,6 @@ def routing_table(config: ProxyConfig) -> list[str]:
     return lines
 
 
-class _Upstreams(Service):
-    """Logs the routing table at start, resolves the backends, and closes their pools on stop."""
-
-    def __init__(self, config: ProxyConfig, upstreams: list[Upstream]) -> None:
-        self._config = config
-        self._upstreams = upstreams
-
-    def startService(self) -> None:
-        super().startService()
-        _log.info("sillyproxy listening on {listen}", listen=self._config.listen)
-        for line in routing_table(self._config):
-            _log.info("route: {line}", line=line)
-        for upstream in self._upstreams:
-            upstream.start()
-
-    def stopService(self):  # type: ignore[no-untyped-def]
-        super().stopService()
-        return gatherResults([upstream.stop() for upstream in self._upstreams])
-
-
 def makeService(options: Options) -> IService:
     """Build the proxy from parsed options, using the real reactor, resolver and randomness."""
     from twisted.internet import reactor
@@ -138,13 +114,23 @@ def makeService(options: Options) -> IService:
     ]
     chooser = WeightedChooser(config.backends, random.Random().randrange)
     resource = ForwardingResource(
-        chooser, {u.backend.color: u for u in upstreams}, reactor
+        chooser,
+        {u.backend.color: u for u in upstreams},
+        reactor,
+        AccessLog(reactor, tunables.access_log),
     )
-    site = ProxySite(resource, reactor=reactor, max_body=tunables.max_body)
-
-    service = MultiService()
-    _Upstreams(config, upstreams).setServiceParent(service)
-    StreamServerEndpointService(
-        serverFromString(fast_tcp, config.listen), site
-    ).setServiceParent(service)
-    return service
+    site = ProxySite(
+        resource,
+        reactor=reactor,
+        max_body=tunables.max_body,
+        header_timeout=tunables.header_timeout,
+    )
+    return ProxyService(
+        serverFromString(fast_tcp, config.listen),
+        site,
+        upstreams,
+        drain_timeout=tunables.drain_timeout,
+        clock=reactor,
+        description=config.listen,
+        routing=routing_table(config),
+    )

@@ -1,0 +1,210 @@
+"""Peak memory of sillyproxy: a huge response to a slow client, a huge upload, and 1,000 idle connections."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import free_port, stop, wait_port  # noqa: E402
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+BACKEND_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/backend.pid;
+error_log {dir}/backend-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_max_body_size 0;
+  client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {dir}/files;
+    location = /upload {{ client_body_buffer_size 1m; proxy_pass http://127.0.0.1:{port}/discard; }}
+    location = /discard {{ return 200 "stored\\n"; }}
+    location = / {{ return 200 "ok\\n"; }}
+  }}
+}}
+"""
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def start_proxy(backend_port: int, work: Path, max_body: str = "0") -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    log = open(work / f"proxy-{port}.log", "wb")
+    process = subprocess.Popen(
+        [twistd, "--nodaemon", "--pidfile=", "--logfile=-", "sillyproxy", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        env={
+            **os.environ,
+            "BLUE": f"http://127.0.0.1:{backend_port}",
+            "SILLYPROXY_ADMIN_LISTEN": "none",
+            "SILLYPROXY_ACCESS_LOG": "off",
+            "SILLYPROXY_MAX_BODY": max_body,
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    wait_port(port, process)
+    return process, port
+
+
+def warm(port: int) -> None:
+    """One small request, so the baseline includes what the first request loads."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while s.recv(65536):
+            pass
+
+
+def read_response(s: socket.socket, rate: float, slow_seconds: float) -> tuple[int, str]:
+    """Read a whole response, at C{rate} bytes/s for the first C{slow_seconds}."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    head, _, body = head.partition(b"\r\n\r\n")
+    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+    digest = hashlib.sha256(body)
+    got = len(body)
+    started = time.monotonic()
+    while got < length:
+        elapsed = time.monotonic() - started
+        if elapsed < slow_seconds:
+            ahead = got - rate * elapsed
+            if ahead > 0:
+                time.sleep(min(ahead / rate, 0.1))
+                continue
+            chunk = s.recv(min(65536, length - got))
+        else:
+            chunk = s.recv(min(4 * MIB, length - got))
+        if not chunk:
+            raise RuntimeError(f"connection closed after {got} of {length} bytes")
+        digest.update(chunk)
+        got += len(chunk)
+    return got, digest.hexdigest()
+
+
+def slow_download(backend_port: int, work: Path, size: int, slow_seconds: float) -> dict[str, float]:
+    process, port = start_proxy(backend_port, work)
+    try:
+        warm(port)
+        before = status_kib(process.pid, "VmHWM")
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got, _ = read_response(s, rate=MIB, slow_seconds=slow_seconds)
+        after = status_kib(process.pid, "VmHWM")
+        return {"bytes": got, "baseline_mib": before / 1024, "extra_peak_mib": (after - before) / 1024}
+    finally:
+        stop(process)
+
+
+def upload(backend_port: int, work: Path, size: int) -> dict[str, float]:
+    process, port = start_proxy(backend_port, work, max_body="0")
+    try:
+        warm(port)
+        before = status_kib(process.pid, "VmHWM")
+        block = os.urandom(MIB)
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % size)
+            for _ in range(size // MIB):
+                s.sendall(block)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        after = status_kib(process.pid, "VmHWM")
+        status = answer.split(b"\r\n", 1)[0].decode()
+        return {"status": status, "baseline_mib": before / 1024, "extra_peak_mib": (after - before) / 1024}
+    finally:
+        stop(process)
+
+
+def idle_connections(backend_port: int, work: Path, count: int) -> dict[str, float]:
+    process, port = start_proxy(backend_port, work)
+    sockets = []
+    try:
+        warm(port)
+        time.sleep(0.5)
+        before = status_kib(process.pid, "VmRSS")
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sockets.append(s)
+        for s in sockets:
+            data = b""
+            while b"ok\n" not in data:
+                data += s.recv(4096)
+        time.sleep(1)
+        after = status_kib(process.pid, "VmRSS")
+        return {"connections": count, "idle_rss_mib": before / 1024, "extra_rss_mib": (after - before) / 1024}
+    finally:
+        for s in sockets:
+            s.close()
+        stop(process)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--slow-seconds", type=float, default=30,
+                        help="read at 1 MiB/s this long, then as fast as possible (1024 reads it all slowly)")
+    parser.add_argument("--idle", type=int, default=1000)
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.idle)), hard))
+
+    work = Path(tempfile.mkdtemp(prefix="sillyproxy-memory-"))
+    work.chmod(0o755)
+    (work / "tmp").mkdir()
+    (work / "files").mkdir()
+    size = args.size_mib * MIB
+    with open(work / "files" / "big.bin", "wb") as f:
+        f.truncate(size)
+    backend_port = free_port()
+    (work / "backend.conf").write_text(BACKEND_CONF.format(dir=work, port=backend_port))
+    backend = subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "backend.conf")], stdin=subprocess.DEVNULL)
+    try:
+        wait_port(backend_port, backend)
+        down = slow_download(backend_port, work, size, args.slow_seconds)
+        print(f"{args.size_mib} MiB response, client at 1 MiB/s for {args.slow_seconds:.0f} s: "
+              f"{down['bytes']} bytes, extra peak RSS {down['extra_peak_mib']:.1f} MiB "
+              f"(baseline {down['baseline_mib']:.1f} MiB)")
+        up = upload(backend_port, work, size)
+        print(f"{args.size_mib} MiB upload: {up['status']}, extra peak RSS {up['extra_peak_mib']:.1f} MiB "
+              f"(baseline {up['baseline_mib']:.1f} MiB)")
+        idle = idle_connections(backend_port, work, args.idle)
+        print(f"{args.idle} idle keep-alive connections: extra RSS {idle['extra_rss_mib']:.1f} MiB "
+              f"(idle proxy {idle['idle_rss_mib']:.1f} MiB)")
+    finally:
+        stop(backend)
+        subprocess.run(["rm", "-rf", str(work)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Start the proxy, and on SIGTERM drain it without dropping a request."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.logger import Logger
+
+from ._site import ProxySite
+from ._transport import drain_accept_queue
+from ._upstream import Upstream
+
+__all__ = ["ProxyService"]
+
+_log = Logger(namespace="sillyproxy")
+
+class ProxyService(Service):
+    """
+    Listens, resolves the backends and logs the routing table at start; on
+    stop (SIGTERM or SIGINT through twistd), drains:
+
+      1. stop accepting: take what the kernel already queued, then close
+         the listening socket;
+      2. from now on, every response says C{Connection: close};
+      3. close idle keep-alive connections;
+      4. let in-flight requests finish for up to C{drain_timeout} seconds,
+         then abort what is left and log each aborted request;
+      5. close the backend pools.
+    """
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        site: ProxySite,
+        upstreams: Sequence[Upstream],
+        drain_timeout: float,
+        clock: IReactorTime,
+        description: str,
+        routing: Sequence[str] = (),
+    ) -> None:
+        self._endpoint = endpoint
+        self._site = site
+        self._upstreams = list(upstreams)
+        self._drain_timeout = drain_timeout
+        self._clock = clock
+        self._description = description
+        self._routing = list(routing)
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        # Before the reactor runs, so a port in use ends start-up with a
+        # clear message instead of a running proxy that serves nothing.
+        listening = self._endpoint.listen(self._site)
+        failures: list[object] = []
+        listening.addCallbacks(self._listening, failures.append)
+        if failures:
+            sys.stderr.write(
+                f"sillyproxy: cannot listen on {self._description}: "
+                f"{failures[0].getErrorMessage()}\n"  # type: ignore[attr-defined]
+            )
+            raise SystemExit(1)
+        super().privilegedStartService()
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+
+    def startService(self) -> None:
+        super().startService()
+        _log.info("sillyproxy listening on {listen}", listen=self._description)
+        for line in self._routing:
+            _log.info("route: {line}", line=line)
+        for upstream in self._upstreams:
+            upstream.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        site = self._site
+        site.draining = True
+        _log.info(
+            "draining: {count} connection(s) open, up to {timeout}s to finish",
+            count=len(site.channels),
+            timeout=self._drain_timeout,
+        )
+        deadline = self._clock.callLater(self._drain_timeout, self._abort_the_rest)
+        if self.port is not None:
+            drain_accept_queue(self.port)
+            # Fires once the socket is closed, by which time the connections
+            # that queued meanwhile have been accepted too.
+            closed: Deferred[object] = maybeDeferred(self.port.stopListening)
+        else:
+            closed = succeed(None)
+
+        def close_idle(_: object) -> Deferred[None]:
+            for channel in list(site.channels):
+                if channel.busy:
+                    channel.persistent = False
+                    for request in channel.requests:
+                        if not request.startedWriting:
+                            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+                else:
+                    channel.loseConnection()
+            all_closed: Deferred[None] = Deferred()
+            site.when_no_channels(lambda: all_closed.callback(None))
+            return all_closed
+
+        def stop_upstreams(_: object) -> Deferred[object]:
+            if deadline.active():
+                deadline.cancel()
+            return gatherResults([upstream.stop() for upstream in self._upstreams])
+
+        closed.addCallback(close_idle)
+        closed.addCallback(stop_upstreams)
+        closed.addCallback(self._drained)
+        return closed
+
+    def _drained(self, _: object) -> None:
+        _log.info("drained")
+        # twistd ends by re-raising the signal that stopped it (exit status
+        # 143 for SIGTERM).  A completed drain is a clean stop, so exit 0:
+        # scripts and supervisors then do not count the rollout as a crash.
+        if getattr(self._clock, "_exitSignal", None) is not None:
+            self._clock._exitSignal = None  # type: ignore[attr-defined]
+
+    def _abort_the_rest(self) -> None:
+        for channel in list(self._site.channels):
+            for request in channel.requests:
+                _log.warn(
+                    "drain deadline: aborting {method} {uri} from {client}",
+                    method=request.method.decode("ascii", "replace"),
+                    uri=request.uri.decode("ascii", "backslashreplace"),
+                    client=getattr(request.getClientAddress(), "host", "-"),
+                )
+            channel.transport.abortConnection()

@@ -1,0 +1,5 @@
+"""Server endpoint plugin: `reuseport:PORT[:interface=ADDRESS]`, for hitless restarts."""
+
+from sillyproxy._reuseport import ReusePortParser
+
+reuseport = ReusePortParser()
