@@ -18,7 +18,8 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from sillyproxy import Backend, ForwardingResource, ProxySite, WeightedChooser
+from sillyproxy import Backend, ForwardingResource, ProxySite
+from sillyproxy._routing import Router
 from sillyproxy._accesslog import AccessRecord
 from sillyproxy._config import parse_backend_url
 
@@ -131,6 +132,8 @@ class InMemoryProxy:
         agent: IAgent | None = None,
         seed: int = 0,
         extra_backends: Sequence[Backend] = (),
+        response_timeout: float = 60.0,
+        idle_timeout: float = 60.0,
     ) -> None:
         self.clock = Clock()
         self.cooperator = Cooperator(
@@ -141,14 +144,17 @@ class InMemoryProxy:
         }
         self.agent = agent if agent is not None else OriginAgent(self.backend_agents)
         served = [b for b, _ in backends] + list(extra_backends)
-        chooser = WeightedChooser(served, random.Random(seed).randrange)
+        self.router = Router(
+            served, {b.color: self.agent for b in served}, random.Random(seed).randrange
+        )
         self.access: list[AccessRecord] = []
         self.resource = ForwardingResource(
-            chooser,
-            {b.color: self.agent for b in served},
+            self.router,
             self.clock,
             self.access.append,
             self.cooperator,
+            response_timeout=response_timeout,
+            idle_timeout=idle_timeout,
         )
         self.client = StubTreq(self.resource)
 

@@ -8,6 +8,7 @@ from ._config import (
     parse_config,
 )
 from ._forward import ForwardingResource
+from ._routing import Router
 from ._selection import WeightedChooser
 from ._site import ProxySite
 
@@ -20,6 +21,7 @@ __all__ = [
     "ForwardingResource",
     "ProxyConfig",
     "ProxySite",
+    "Router",
     "WeightedChooser",
     "__version__",
     "parse_config",

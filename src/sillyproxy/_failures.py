@@ -12,7 +12,7 @@ from twisted.web.client import (
     ResponseNeverReceived,
 )
 
-__all__ = ["UpstreamFailure", "classify"]
+__all__ = ["NoHealthyAddress", "UpstreamFailure", "classify", "is_connect_failure"]
 
 
 @frozen
@@ -24,6 +24,20 @@ class UpstreamFailure:
     message: str
     # A low-cardinality label for logs and metrics: connect, timeout or reset.
     kind: str
+    # Whether the request may have reached the backend; if not, it is safe
+    # to send it again elsewhere, whatever its method.
+    maybe_sent: bool = True
+
+
+class NoHealthyAddress(Exception):
+    """Every address of a colour's backend is ejected or failing its health checks."""
+
+
+def is_connect_failure(failure: Failure) -> bool:
+    """Whether C{failure} means the connection was never made, so nothing was sent."""
+    return bool(
+        failure.check(error.ConnectError, error.TimeoutError, error.DNSLookupError)
+    ) and not failure.check(error.ConnectingCancelledError)
 
 
 def _causes(failure: Failure) -> list[Failure]:
@@ -34,14 +48,18 @@ def _causes(failure: Failure) -> list[Failure]:
 
 def classify(failure: Failure) -> UpstreamFailure:
     """Map a failure of C{Agent.request} to a 502 or 504 and a reason."""
+    if failure.check(NoHealthyAddress):
+        return UpstreamFailure(503, "no healthy backends", "connect", maybe_sent=False)
     if failure.check(error.DNSLookupError):
-        return UpstreamFailure(502, "backend host name did not resolve", "connect")
+        return UpstreamFailure(502, "backend host name did not resolve", "connect", maybe_sent=False)
     if failure.check(error.ConnectionRefusedError):
-        return UpstreamFailure(502, "backend refused the connection", "connect")
+        return UpstreamFailure(502, "backend refused the connection", "connect", maybe_sent=False)
     if failure.check(error.TimeoutError):
-        return UpstreamFailure(504, "backend did not accept the connection in time", "timeout")
+        return UpstreamFailure(
+            504, "backend did not accept the connection in time", "timeout", maybe_sent=False
+        )
     if failure.check(error.ConnectError):
-        return UpstreamFailure(502, "backend unreachable", "connect")
+        return UpstreamFailure(502, "backend unreachable", "connect", maybe_sent=False)
     if failure.check(ResponseNeverReceived, ResponseFailed):
         if any(cause.check(ParseError) for cause in _causes(failure)):
             return UpstreamFailure(502, "backend sent a malformed response", "reset")

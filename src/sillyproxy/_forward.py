@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
@@ -13,15 +13,17 @@ from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from zope.interface import implementer
+
 from ._accesslog import AccessLog, AccessRecord
 from ._config import Backend
-from ._failures import classify
+from ._failures import UpstreamFailure, classify
 from ._headers import for_backend, for_client
-from ._selection import WeightedChooser
+from ._routing import Router
 from ._target import join_target, origin_form
 from ._upload import ReceivedBodyProducer
 
@@ -79,31 +81,82 @@ def write_plain_error(request: Request, status: int, message: str) -> None:
     request.finish()
 
 
+@implementer(IPushProducer)
 class _BodyRelay(Protocol):
     """
     Copy a backend's response body to the client as it arrives.
 
-    The backend socket is registered as the client's producer, so a slow
-    client pauses reading from the backend instead of filling memory.
+    The relay is the client's registered producer and passes pauses on to
+    the backend socket, so a slow client stops reads from the backend
+    instead of filling memory; knowing when it is paused also tells a
+    stalled backend (abort after C{idle_timeout}) from a slow client (wait).
     """
 
-    def __init__(self, request: Request, backend: Backend, finished: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        request: Request,
+        backend: Backend,
+        finished: Callable[[str], None],
+        clock: IReactorTime,
+        idle_timeout: float,
+    ) -> None:
         self._request = request
         self._backend = backend
         self._finished = finished
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._paused = False
+        self._chunks = 0
+        self._chunks_at_last_check = -1
+        self._watch: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
-        self._request.registerProducer(self.transport, True)
+        self._request.registerProducer(self, True)
+        self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
 
     def dataReceived(self, data: bytes) -> None:
+        self._chunks += 1
         self._request.write(data)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+    def _check_stalled(self) -> None:
+        self._watch = None
+        if self._paused or self._chunks != self._chunks_at_last_check:
+            self._chunks_at_last_check = self._chunks
+            self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
+            return
+        _log.warn(
+            "{color} backend sent nothing for {seconds}s mid-body; aborting",
+            color=self._backend.color,
+            seconds=self._idle_timeout,
+        )
+        self._finished("backend stalled mid-body")
+        self.transport.stopProducing()
+        if self._request.channel is not None:
+            self._request.channel.transport.abortConnection()
 
     def abandon(self) -> None:
         """The client left: close the backend connection rather than drain it."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self.transport is not None:
             self.transport.stopProducing()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         request = self._request
         if request.channel is None:
             # The client went first; its connectionLost already stopped us.
@@ -127,31 +180,38 @@ class ForwardingResource(Resource):
     """
     Forward every request to a backend chosen by weight.
 
-    @param chooser: picks the L{Backend} for each request.
-    @param agents: for each colour, what sends its requests; in production
-        an L{Upstream} balancing over the backend's addresses.
+    @param router: picks the colour for each request and holds, for each
+        colour, what sends its requests (in production an L{Upstream}
+        balancing over the backend's addresses).
     @param clock: times each request for the access log.
     @param access_log: receives one L{AccessRecord} per request; if None,
         a text L{AccessLog} on standard output.
     @param cooperator: schedules the upload of large request bodies; if
         None, a new one on the global reactor.
+    @param response_timeout: seconds the backend has to send the response
+        headers before the client gets a 504.
+    @param idle_timeout: seconds a backend may stall in the middle of a body
+        (while the client is keeping up) before the client connection is
+        aborted.
     """
 
     isLeaf = True
 
     def __init__(
         self,
-        chooser: WeightedChooser[Backend],
-        agents: Mapping[str, IAgent],
+        router: Router,
         clock: IReactorTime,
         access_log: Callable[[AccessRecord], None] | None = None,
         cooperator: Cooperator | None = None,
+        response_timeout: float = 60.0,
+        idle_timeout: float = 60.0,
     ) -> None:
         super().__init__()
         self._cooperator = cooperator if cooperator is not None else Cooperator()
-        self._chooser = chooser
-        self._agents = agents
+        self._router = router
         self._clock = clock
+        self._response_timeout = response_timeout
+        self._idle_timeout = idle_timeout
         self._access_log = access_log if access_log is not None else AccessLog(clock)
 
     def render(self, request: Request) -> bytes | int:
@@ -166,6 +226,12 @@ class ForwardingResource(Resource):
         return NOT_DONE_YET
 
 
+# RFC 9110 section 9.2.2: sending these twice has the effect of sending once.
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+_ALLOW = b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
+
+
 class _Exchange:
     """One request's trip through the proxy, from choice to access log."""
 
@@ -174,28 +240,48 @@ class _Exchange:
         self._request = request
         self._started = started
         self._backend: Backend | None = None
+        self._target = b""
         self._outcome = ""
         self._pending: Deferred[IResponse] | None = None
         self._relay: _BodyRelay | None = None
+        self._timer: IDelayedCall | None = None
+        self._timed_out = False
+        self._tried: list[str] = []
 
     def start(self) -> None:
         request = self._request
         request.notifyFinish().addBoth(self._log_finished)
 
         if request.method == b"CONNECT":
-            request.responseHeaders.setRawHeaders(b"allow", [b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"])
+            request.responseHeaders.setRawHeaders(b"allow", [_ALLOW])
             write_plain_error(request, 405, "CONNECT is not supported")
             return
         target = origin_form(request.uri)
         if target is None:
             write_plain_error(request, 400, "request target must be a path or an http(s) URL")
             return
-        backend = self._resource._chooser.choose()
+        self._target = target
+        router = self._resource._router
+        backend = router.choose()
         if backend is None:
-            write_plain_error(request, 502, "no backends available")
+            if router.configured:
+                self._no_healthy_backend()
+            else:
+                write_plain_error(request, 502, "no backends available")
             return
-        self._backend = backend
+        self._send(backend)
 
+    def _no_healthy_backend(self) -> None:
+        self._outcome = "no healthy backends"
+        # Ejections last 10 s or more; a client that waits a moment may find
+        # a backend back, or the next proxy replica in better shape.
+        self._request.responseHeaders.setRawHeaders(b"retry-after", [b"1"])
+        write_plain_error(self._request, 503, "no healthy backends")
+
+    def _send(self, backend: Backend) -> None:
+        request = self._request
+        self._backend = backend
+        self._tried.append(backend.color)
         headers = Headers(
             dict(
                 for_backend(
@@ -210,13 +296,30 @@ class _Exchange:
         if _has_body(request):
             # request.content is already on disk past 100 KB; it is streamed
             # from there in chunks rather than read whole.
+            request.content.seek(0)
             body = ReceivedBodyProducer(request.content, self._resource._cooperator)
-        url = backend.origin + join_target(backend.base_path, target)
-        self._pending = self._resource._agents[backend.color].request(request.method, url, headers, body)
+        url = backend.origin + join_target(backend.base_path, self._target)
+        agent = self._resource._router.agents[backend.color]
+        self._pending = agent.request(request.method, url, headers, body)
+        self._timer = self._resource._clock.callLater(
+            self._resource._response_timeout, self._response_too_slow
+        )
         self._pending.addCallbacks(self._respond, self._fail)
+
+    def _response_too_slow(self) -> None:
+        self._timer = None
+        if self._pending is not None:
+            self._timed_out = True
+            self._pending.cancel()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _respond(self, response: IResponse) -> None:
         self._pending = None
+        self._stop_timer()
         request = self._request
         request.setResponseCode(response.code, response.phrase)
         outgoing = request.responseHeaders
@@ -232,15 +335,26 @@ class _Exchange:
             and response.code not in _BODYLESS_STATUS
         ):
             outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
-        self._relay = _BodyRelay(request, self._backend, self._set_outcome)
+        self._relay = _BodyRelay(
+            request,
+            self._backend,
+            self._set_outcome,
+            self._resource._clock,
+            self._resource._idle_timeout,
+        )
         response.deliverBody(self._relay)
 
     def _fail(self, failure: Failure) -> None:
         self._pending = None
-        if self._request.channel is None:
+        self._stop_timer()
+        request = self._request
+        if request.channel is None:
             # We cancelled it because the client left; nothing to answer.
             return
-        problem = classify(failure)
+        if self._timed_out:
+            problem = UpstreamFailure(504, "backend did not answer in time", "timeout")
+        else:
+            problem = classify(failure)
         backend = self._backend
         _log.warn(
             "{color} backend {url} failed: {message} ({cause})",
@@ -249,15 +363,42 @@ class _Exchange:
             message=problem.message,
             cause=failure.getErrorMessage(),
         )
+        retry = self._retry_backend(problem)
+        if retry is not None:
+            self._outcome = "failover"
+            self._send(retry)
+            return
         self._outcome = problem.message
-        if self._request.channel is not None:
-            write_plain_error(self._request, problem.status, problem.message)
+        if problem.status == 503:
+            self._no_healthy_backend()
+        else:
+            write_plain_error(request, problem.status, problem.message)
+
+    def _retry_backend(self, problem: UpstreamFailure) -> Backend | None:
+        """
+        Where to send the request again, or None.  Once only; and a request
+        that may have reached the backend only if sending it twice is
+        harmless (an idempotent method, no body).
+        """
+        if len(self._tried) > 1 or self._timed_out:
+            return None
+        request = self._request
+        if problem.maybe_sent and (request.method not in _IDEMPOTENT or _has_body(request)):
+            return None
+        router = self._resource._router
+        current = self._backend
+        upstream = router.agents[current.color]
+        # Another address of the same colour if there is one, else another colour.
+        if len(getattr(upstream, "addresses", ())) > 1 and router.available(current):
+            return current
+        return router.choose(exclude=self._tried)
 
     def _set_outcome(self, outcome: str) -> None:
         self._outcome = outcome
 
     def _log_finished(self, result: object) -> None:
         request = self._request
+        self._stop_timer()
         if isinstance(result, Failure):
             if self._pending is not None:
                 # The client is gone: abandon the backend request, which
@@ -266,7 +407,8 @@ class _Exchange:
                 pending.cancel()
             elif self._relay is not None:
                 self._relay.abandon()
-            self._outcome = self._outcome or "client closed"
+            if not self._outcome or self._outcome == "failover":
+                self._outcome = "client closed"
         self._resource._access_log(
             AccessRecord(
                 time=self._started,

@@ -102,11 +102,21 @@ class AddressAgent:
 
 @define
 class AddressPool:
-    """One resolved address of a backend, with its own pool and agent."""
+    """One resolved address of a backend, with its own pool, agent and health."""
 
     address: str
     agent: IAgent
     pool: RetirablePool | None = None
+    # Passive health: connection failures in a row, and until when (clock
+    # seconds) the address is out, after how many ejections in a row.
+    connect_failures: int = 0
+    ejected_until: float = 0.0
+    ejections: int = 0
+    # Active health, from probes (always True without C_HEALTH).
+    probed_healthy: bool = True
+
+    def usable(self, now: float) -> bool:
+        return self.probed_healthy and self.ejected_until <= now
 
     def retire(self) -> Deferred[None] | None:
         return self.pool.retire() if self.pool is not None else None

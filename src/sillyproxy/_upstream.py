@@ -14,16 +14,25 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from ._config import Backend
+from ._failures import NoHealthyAddress, is_connect_failure
 from ._pool import AddressPool
 
 __all__ = ["Upstream", "resolve_all"]
 
 _log = Logger(namespace="sillyproxy.upstream")
+
+# Passive health, as nginx's max_fails and Envoy's outlier detection do it:
+# this many connection failures in a row eject an address for 10 s, then
+# 20, 40, and at most 60 while it keeps failing.
+EJECT_AFTER_FAILURES = 3
+EJECT_FIRST = 10.0
+EJECT_MOST = 60.0
 
 
 def resolve_all(resolver: IHostnameResolver, host: str, port: int) -> Deferred[list[str]]:
@@ -59,7 +68,9 @@ class Upstream:
     pool; requests take the addresses in turn (round-robin).  An address that
     leaves DNS gets no new requests and its idle connections close; one that
     appears joins the rotation.  If a lookup fails, the last known addresses
-    stay in use.
+    stay in use.  An address that fails to connect 3 times in a row is left
+    out for a while (passive health), and one that fails its active health
+    checks until it passes them again.
 
     @param make_address: builds the pool and agent for one address.
     """
@@ -149,10 +160,54 @@ class Upstream:
             for d in waiting:
                 d.callback(None)
 
-    def _choose(self) -> AddressPool:
+    @property
+    def available(self) -> bool:
+        """Whether a request sent now could go to a usable address."""
+        if not self.addresses:
+            # Still resolving: requests wait for the first answer.
+            return not self._resolved_once
+        now = self._clock.seconds()
+        return any(a.usable(now) for a in self.addresses)
+
+    def _choose(self) -> AddressPool | None:
         addresses = self.addresses
-        self._next = (self._next + 1) % len(addresses)
-        return addresses[self._next]
+        count = len(addresses)
+        now = self._clock.seconds()
+        for _ in range(count):
+            self._next = (self._next + 1) % count
+            address = addresses[self._next]
+            if address.usable(now):
+                return address
+        return None
+
+    def _succeeded(self, response: IResponse, address: AddressPool) -> IResponse:
+        address.connect_failures = 0
+        if address.ejections:
+            address.ejections = 0
+            _log.info(
+                "{color}: {address} is answering again",
+                color=self.backend.color,
+                address=address.address,
+            )
+        return response
+
+    def _failed(self, failure: Failure, address: AddressPool) -> Failure:
+        if is_connect_failure(failure):
+            address.connect_failures += 1
+            if address.connect_failures >= EJECT_AFTER_FAILURES:
+                address.connect_failures = 0
+                address.ejections += 1
+                seconds = min(EJECT_FIRST * 2 ** (address.ejections - 1), EJECT_MOST)
+                address.ejected_until = self._clock.seconds() + seconds
+                _log.warn(
+                    "{color}: {address} failed to connect {count} times in a row; "
+                    "out for {seconds}s",
+                    color=self.backend.color,
+                    address=address.address,
+                    count=EJECT_AFTER_FAILURES,
+                    seconds=seconds,
+                )
+        return failure
 
     def request(
         self,
@@ -162,7 +217,14 @@ class Upstream:
         bodyProducer: IBodyProducer | None = None,
     ) -> Deferred[IResponse]:
         if self.addresses:
-            return self._choose().agent.request(method, uri, headers, bodyProducer)
+            address = self._choose()
+            if address is None:
+                return fail(NoHealthyAddress(f"every address of {self._host} is out"))
+            sending = address.agent.request(method, uri, headers, bodyProducer)
+            sending.addCallbacks(
+                self._succeeded, self._failed, callbackArgs=(address,), errbackArgs=(address,)
+            )
+            return sending
         if self._resolved_once:
             return fail(DNSLookupError(f"{self._host} has no addresses"))
         # The first lookup is still running: wait for it rather than fail

@@ -17,7 +17,7 @@ from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
 from ._lifecycle import ProxyService
 from ._pool import address_pool_factory
-from ._selection import WeightedChooser
+from ._routing import Router
 from ._site import ProxySite
 from ._transport import FastTCPReactor
 from ._upstream import Upstream
@@ -112,12 +112,17 @@ def makeService(options: Options) -> IService:
         )
         for backend in config.backends
     ]
-    chooser = WeightedChooser(config.backends, random.Random().randrange)
-    resource = ForwardingResource(
-        chooser,
+    router = Router(
+        config.backends,
         {u.backend.color: u for u in upstreams},
+        random.Random().randrange,
+    )
+    resource = ForwardingResource(
+        router,
         reactor,
         AccessLog(reactor, tunables.access_log),
+        response_timeout=tunables.response_timeout,
+        idle_timeout=tunables.idle_timeout,
     )
     site = ProxySite(
         resource,
