@@ -1,0 +1,230 @@
+"""End-to-end tests with raw sockets: malformed requests, smuggling attempts, lying backends, slow clients."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.threads import deferToThread
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from .processes import Twistd, start_twistd
+
+
+class Recorder(Resource):
+    """A backend that records each request it parses and answers 'ok'."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[bytes, bytes, bytes]] = []
+
+    def render(self, request):  # type: ignore[no-untyped-def]
+        self.seen.append((request.method, request.uri, request.content.read()))
+        return b"ok"
+
+
+class Liar(Protocol):
+    """A backend that answers every request with the same raw bytes, then closes."""
+
+    answer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(self.answer)
+        self.transport.loseConnection()
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[tuple[Recorder, int]]:
+    resource = Recorder()
+    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+    yield resource, port.getHost().port
+    port.stopListening()
+
+
+@pytest.fixture(scope="module")
+def proxy(recorder, tmp_path_factory) -> Iterator[Twistd]:  # type: ignore[no-untyped-def]
+    _, backend_port = recorder
+    running = start_twistd(
+        "sillyproxy",
+        [],
+        {"BLUE": f"http://127.0.0.1:{backend_port}", "SILLYPROXY_HEADER_TIMEOUT": "1"},
+        tmp_path_factory.mktemp("hardening"),
+    )
+    yield running
+    running.stop()
+
+
+def exchange(port: int, data: bytes, pause: float = 0.0, timeout: float = 10.0) -> tuple[bytes, float]:
+    """Send raw bytes (one at a time if pause), read until the proxy closes; (answer, seconds taken)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            if pause:
+                for i in range(len(data)):
+                    s.sendall(data[i : i + 1])
+                    time.sleep(pause)
+            else:
+                s.sendall(data)
+        except OSError:
+            pass  # the proxy may close on us mid-send; what it said still counts
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    return b"".join(chunks), time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 requests need a Host header"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"more than one Host header"),
+        (b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", b"more than one Host header"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: one\r\n two\r\n\r\n", b"obsolete line folding is not allowed"),
+        (b"GET / HTTP/1.1\nHost: a\n\n", b"bare LF line endings are not allowed"),
+        (b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", b"bare LF line endings are not allowed"),
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_malformed_requests_get_400(proxy: Twistd, recorder, raw: bytes, reason: bytes):  # type: ignore[no-untyped-def]
+    """If a request is malformed, then 400 with the reason, promptly (no hang), and nothing is forwarded."""
+    resource, _ = recorder
+    before = len(resource.seen)
+    answer, took = yield deferToThread(exchange, proxy.port, raw)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert answer.endswith(reason + b"\n")
+    assert took < 5
+    assert len(resource.seen) == before
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # CL.TE: a front end using Content-Length would pass the GET along in the body.
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 41\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+        # TE.CL
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n29\r\n" + SMUGGLED + b"\r\n0\r\n\r\n",
+        # Two Content-Lengths
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 41\r\n\r\n" + SMUGGLED,
+        # A coding list that ends in something other than chunked
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + SMUGGLED,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nContent-Length: 41\r\n\r\n" + SMUGGLED,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+        # Chunk-size tricks
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-0\r\n\r\n" + SMUGGLED,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x29\r\n" + SMUGGLED + b"\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +41\r\n\r\n" + SMUGGLED,
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_smuggling_never_reaches_backend(proxy: Twistd, recorder, raw: bytes):  # type: ignore[no-untyped-def]
+    """If a client hides a second request with conflicting framing, then the backend never receives it."""
+    resource, _ = recorder
+    answer, _ = yield deferToThread(exchange, proxy.port, raw + b"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert not [uri for _, uri, _ in resource.seen if uri == b"/smuggled"]
+    assert all(b"/smuggled" not in body for _, _, body in resource.seen)
+
+
+@pytest_twisted.inlineCallbacks
+def test_huge_chunk_size_swallows_the_rest(proxy: Twistd, recorder):  # type: ignore[no-untyped-def]
+    """
+    If a chunk claims to be enormous, then everything after it is that chunk's
+    data: the proxy waits for the rest (up to its idle timeout) and the
+    backend never sees a request hidden inside.
+    """
+    resource, _ = recorder
+    raw = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff1\r\n"
+        + SMUGGLED
+        + b"\r\n0\r\n\r\n"
+    )
+    answer, _ = yield deferToThread(exchange, proxy.port, raw, 0.0, 2.0)
+    assert answer == b"" or answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 413 "))
+    assert not [uri for _, uri, _ in resource.seen if uri == b"/smuggled"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_valid_chunked_body_is_reframed(proxy: Twistd, recorder):  # type: ignore[no-untyped-def]
+    """If a chunked body is well formed, then the backend gets it whole, as one request."""
+    resource, _ = recorder
+    raw = (
+        b"POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    answer, _ = yield deferToThread(exchange, proxy.port, raw)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert resource.seen[-1] == (b"POST", b"/chunked", b"hello world")
+
+
+@pytest_twisted.inlineCallbacks
+def test_slowloris_headers_are_cut_off(proxy: Twistd):  # type: ignore[no-untyped-def]
+    """If a client trickles its headers past SILLYPROXY_HEADER_TIMEOUT (in total), then 408 and the connection closes."""
+    trickle = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 40
+    answer, took = yield deferToThread(exchange, proxy.port, trickle, 0.1)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    # Each byte came well within a second; the limit is on the whole header.
+    assert took < 4.5
+
+
+@pytest.fixture
+def liar() -> Iterator[type[Liar]]:
+    class ThisLiar(Liar):
+        pass
+
+    port = reactor.listenTCP(0, Factory.forProtocol(ThisLiar), interface="127.0.0.1")
+    ThisLiar.port = port.getHost().port  # type: ignore[attr-defined]
+    yield ThisLiar
+    port.stopListening()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBroken header line\r\n\r\n",
+        b"SMTP ready\r\n\r\n",
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_malformed_backend_response_gives_502(liar, tmp_path: Path, answer: bytes):  # type: ignore[no-untyped-def]
+    """If the backend sends a malformed status line or headers, then the client gets a 502."""
+    liar.answer = answer
+    running = start_twistd("sillyproxy", [], {"BLUE": f"http://127.0.0.1:{liar.port}"}, tmp_path)
+    try:
+        got, _ = yield deferToThread(
+            exchange, running.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        assert got.startswith(b"HTTP/1.1 502 "), got
+        assert b"Traceback" not in got
+    finally:
+        running.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_backend_closing_mid_body_aborts_client(liar, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """If the backend closes before the promised length, then the client sees a cut connection, not a complete body."""
+    liar.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
+    running = start_twistd("sillyproxy", [], {"BLUE": f"http://127.0.0.1:{liar.port}"}, tmp_path)
+    try:
+        got, _ = yield deferToThread(exchange, running.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"Content-Length: 1000" in head
+        assert len(body) < 1000
+    finally:
+        running.stop()
