@@ -96,19 +96,25 @@ class Upstream:
         self._waiting: list[Deferred[None]] = []
         self._loop: LoopingCall | None = None
         self._failing = False
+        # Active health checks (C_HEALTH), started and stopped with this.
+        self.health_check: object | None = None
 
     def start(self) -> None:
         if self._literal:
             self._update([self._host])
-            return
-        self._loop = LoopingCall(self.refresh)
-        self._loop.clock = self._clock
-        self._loop.start(self._refresh, now=True)
+        else:
+            self._loop = LoopingCall(self.refresh)
+            self._loop.clock = self._clock
+            self._loop.start(self._refresh, now=True)
+        if self.health_check is not None:
+            self.health_check.start()  # type: ignore[attr-defined]
 
     def stop(self) -> Deferred[object]:
         """Stop resolving and close every idle connection."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self.health_check is not None:
+            self.health_check.stop()  # type: ignore[attr-defined]
         closing = [a.retire() for a in self.addresses]
         return gatherResults([d for d in closing if d is not None])
 

@@ -15,6 +15,7 @@ from twisted.python import usage
 from ._accesslog import AccessLog
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
+from ._health import HealthChecker
 from ._lifecycle import ProxyService
 from ._pool import address_pool_factory
 from ._routing import Router
@@ -112,6 +113,11 @@ def makeService(options: Options) -> IService:
         )
         for backend in config.backends
     ]
+    for upstream in upstreams:
+        if upstream.backend.health_path is not None:
+            upstream.health_check = HealthChecker(
+                upstream, upstream.backend.health_path, tunables.health_interval, reactor
+            )
     router = Router(
         config.backends,
         {u.backend.color: u for u in upstreams},
