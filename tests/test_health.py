@@ -77,6 +77,8 @@ class HealthCheckTests(SynchronousTestCase):
         """If an address fails two probes in a row it leaves the rotation; two passes bring it back."""
         self.script["127.0.3.1"] = 503
         self.clock.advance(2)
+        self.assertEqual(self.served(4), {"127.0.3.1", "127.0.3.2"})
+        self.clock.advance(2)
         self.assertEqual(self.served(4), {"127.0.3.2"})
         self.script["127.0.3.1"] = 200
         self.clock.advance(2)
@@ -97,5 +99,5 @@ class HealthCheckTests(SynchronousTestCase):
         """If every address fails its checks, then the colour is unavailable."""
         self.script.update({"127.0.3.1": 500, "127.0.3.2": ConnectionRefusedError()})
         self.assertTrue(self.upstream.available)
-        self.clock.advance(2)
+        self.clock.advance(4)
         self.assertFalse(self.upstream.available)
