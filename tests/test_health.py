@@ -99,5 +99,6 @@ class HealthCheckTests(SynchronousTestCase):
         """If every address fails its checks, then the colour is unavailable."""
         self.script.update({"127.0.3.1": 500, "127.0.3.2": ConnectionRefusedError()})
         self.assertTrue(self.upstream.available)
-        self.clock.advance(4)
+        self.clock.advance(2)
+        self.clock.advance(2)
         self.assertFalse(self.upstream.available)
