@@ -3,6 +3,7 @@
 # when missing, sets up .venv and .venv-pypy, then runs
 #   bench/run.py     throughput/latency table (arguments after -- go to it)
 #   bench/memory.py  peak memory: huge response to a slow client, huge upload, 1,000 idle connections
+#   bench/load.py    500 connections for 60 s: no non-2xx, RSS steady within 10%
 # Everything talks to 127.0.0.1 only.  Takes about 15 minutes.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,3 +23,4 @@ fi
 cd "$root"
 .venv/bin/python bench/run.py "$@"
 .venv/bin/python bench/memory.py
+.venv/bin/python bench/load.py

@@ -37,6 +37,7 @@ class Twistd:
     process: subprocess.Popen
     port: int
     log_path: Path
+    admin_port: int = 0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -75,6 +76,9 @@ def start_twistd(
     port = free_port() if port is None else port
     log_path = log_dir / f"{plugin}-{port}-{time.monotonic_ns()}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUE", "GREEN", "SILLYPROXY", "V2"))}
+    # Each proxy gets its own admin port: the default 9901 would clash.
+    admin_port = free_port()
+    env["SILLYPROXY_ADMIN_LISTEN"] = f"tcp:{admin_port}:interface=127.0.0.1"
     env.update(environ)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -87,7 +91,7 @@ def start_twistd(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    running = Twistd(process, port, log_path)
+    running = Twistd(process, port, log_path, admin_port)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

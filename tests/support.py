@@ -134,6 +134,7 @@ class InMemoryProxy:
         extra_backends: Sequence[Backend] = (),
         response_timeout: float = 60.0,
         idle_timeout: float = 60.0,
+        metrics: object | None = None,
     ) -> None:
         self.clock = Clock()
         self.cooperator = Cooperator(
@@ -155,6 +156,7 @@ class InMemoryProxy:
             self.cooperator,
             response_timeout=response_timeout,
             idle_timeout=idle_timeout,
+            metrics=metrics,
         )
         self.client = StubTreq(self.resource)
 

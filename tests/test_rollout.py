@@ -74,9 +74,15 @@ def test_sigterm_lets_in_flight_requests_finish(running, tmp_path: Path, backend
         read_until_closed, proxy.port, b"GET /slow?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     yield sleep(0.5)
+    ready = yield treq.get(f"http://127.0.0.1:{proxy.admin_port}/readyz")
+    assert ready.code == 200
+    yield ready.content()
     proxy.terminate()
     yield sleep(0.5)
     assert (yield deferToThread(refused, proxy.port))
+    # Readiness says 503 for as long as the drain lasts.
+    draining = yield treq.get(f"http://127.0.0.1:{proxy.admin_port}/readyz")
+    assert (draining.code, (yield draining.text())) == (503, "draining\n")
     # The idle keep-alive connection was closed, not left to time out.
     assert (yield deferToThread(idle.recv, 4096)) == b""
     idle.close()

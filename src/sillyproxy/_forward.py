@@ -176,6 +176,19 @@ class _BodyRelay(Protocol):
         request.channel.transport.abortConnection()
 
 
+class _NoMetrics:
+    """Stands in when nothing is counted."""
+
+    def request_started(self, color: str) -> None:
+        pass
+
+    def request_ended(self, color: str) -> None:
+        pass
+
+    def upstream_failed(self, color: str, reason: str) -> None:
+        pass
+
+
 class ForwardingResource(Resource):
     """
     Forward every request to a backend chosen by weight.
@@ -193,6 +206,8 @@ class ForwardingResource(Resource):
     @param idle_timeout: seconds a backend may stall in the middle of a body
         (while the client is keeping up) before the client connection is
         aborted.
+    @param metrics: told when requests start and end and backends fail
+        (a L{ProxyMetrics}); if None, nothing is counted.
     """
 
     isLeaf = True
@@ -205,8 +220,10 @@ class ForwardingResource(Resource):
         cooperator: Cooperator | None = None,
         response_timeout: float = 60.0,
         idle_timeout: float = 60.0,
+        metrics: object | None = None,
     ) -> None:
         super().__init__()
+        self._metrics = metrics if metrics is not None else _NoMetrics()
         self._cooperator = cooperator if cooperator is not None else Cooperator()
         self._router = router
         self._clock = clock
@@ -280,6 +297,10 @@ class _Exchange:
 
     def _send(self, backend: Backend) -> None:
         request = self._request
+        metrics = self._resource._metrics
+        if self._backend is not None:
+            metrics.request_ended(self._backend.color)
+        metrics.request_started(backend.color)
         self._backend = backend
         self._tried.append(backend.color)
         headers = Headers(
@@ -356,6 +377,7 @@ class _Exchange:
         else:
             problem = classify(failure)
         backend = self._backend
+        self._resource._metrics.upstream_failed(backend.color, problem.kind)
         _log.warn(
             "{color} backend {url} failed: {message} ({cause})",
             color=backend.color,
@@ -394,11 +416,16 @@ class _Exchange:
         return router.choose(exclude=self._tried)
 
     def _set_outcome(self, outcome: str) -> None:
+        # Only the body relay reports one: the backend failed mid-body.
         self._outcome = outcome
+        kind = "timeout" if "stalled" in outcome else "reset"
+        self._resource._metrics.upstream_failed(self._backend.color, kind)
 
     def _log_finished(self, result: object) -> None:
         request = self._request
         self._stop_timer()
+        if self._backend is not None:
+            self._resource._metrics.request_ended(self._backend.color)
         if isinstance(result, Failure):
             if self._pending is not None:
                 # The client is gone: abandon the backend request, which

@@ -10,6 +10,8 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succe
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
 from twisted.logger import Logger
 
+from twisted.web.server import Site
+
 from ._site import ProxySite
 from ._transport import drain_accept_queue
 from ._upstream import Upstream
@@ -41,6 +43,7 @@ class ProxyService(Service):
         clock: IReactorTime,
         description: str,
         routing: Sequence[str] = (),
+        admin: tuple[IStreamServerEndpoint, Site] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._site = site
@@ -49,24 +52,30 @@ class ProxyService(Service):
         self._clock = clock
         self._description = description
         self._routing = list(routing)
+        self._admin = admin
         self.port: IListeningPort | None = None
+        self.admin_port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
         # Before the reactor runs, so a port in use ends start-up with a
         # clear message instead of a running proxy that serves nothing.
-        listening = self._endpoint.listen(self._site)
+        self.port = self._listen(self._endpoint, self._site, self._description)
+        if self._admin is not None:
+            self.admin_port = self._listen(*self._admin, "the admin listener")
+        super().privilegedStartService()
+
+    @staticmethod
+    def _listen(endpoint: IStreamServerEndpoint, factory: Site, what: str) -> IListeningPort:
+        ports: list[IListeningPort] = []
         failures: list[object] = []
-        listening.addCallbacks(self._listening, failures.append)
+        endpoint.listen(factory).addCallbacks(ports.append, failures.append)
         if failures:
             sys.stderr.write(
-                f"sillyproxy: cannot listen on {self._description}: "
+                f"sillyproxy: cannot listen on {what}: "
                 f"{failures[0].getErrorMessage()}\n"  # type: ignore[attr-defined]
             )
             raise SystemExit(1)
-        super().privilegedStartService()
-
-    def _listening(self, port: IListeningPort) -> None:
-        self.port = port
+        return ports[0]
 
     def startService(self) -> None:
         super().startService()
@@ -117,13 +126,17 @@ class ProxyService(Service):
         closed.addCallback(self._drained)
         return closed
 
-    def _drained(self, _: object) -> None:
+    def _drained(self, _: object) -> Deferred[object] | None:
         _log.info("drained")
         # twistd ends by re-raising the signal that stopped it (exit status
         # 143 for SIGTERM).  A completed drain is a clean stop, so exit 0:
         # scripts and supervisors then do not count the rollout as a crash.
         if getattr(self._clock, "_exitSignal", None) is not None:
             self._clock._exitSignal = None  # type: ignore[attr-defined]
+        # The admin listener stays up through the drain, so /readyz can say 503.
+        if self.admin_port is not None:
+            return maybeDeferred(self.admin_port.stopListening)
+        return None
 
     def _abort_the_rest(self) -> None:
         for channel in list(self._site.channels):

@@ -44,6 +44,9 @@ class RetirablePool(client.HTTPConnectionPool):
         self.retired = True
         return self.closeCachedConnections()
 
+    def idle_connections(self) -> int:
+        return sum(len(idle) for idle in self._connections.values())
+
     def _putConnection(self, key, connection):  # type: ignore[no-untyped-def]
         if self.retired:
             connection.transport.loseConnection()

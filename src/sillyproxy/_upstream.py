@@ -166,6 +166,10 @@ class Upstream:
             for d in waiting:
                 d.callback(None)
 
+    def idle_connections(self) -> int:
+        """Idle pooled connections to this backend's addresses."""
+        return sum(a.pool.idle_connections() for a in self.addresses if a.pool is not None)
+
     @property
     def available(self) -> bool:
         """Whether a request sent now could go to a usable address."""

@@ -12,11 +12,17 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from ._accesslog import AccessLog
+from prometheus_client import CollectorRegistry
+from twisted.web.server import Site
+
+from . import __version__
+from ._accesslog import AccessLog, AccessRecord
+from ._admin import admin_resource
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
 from ._health import HealthChecker
 from ._lifecycle import ProxyService
+from ._metrics import ProxyMetrics
 from ._pool import address_pool_factory
 from ._routing import Router
 from ._site import ProxySite
@@ -123,19 +129,42 @@ def makeService(options: Options) -> IService:
         {u.backend.color: u for u in upstreams},
         random.Random().randrange,
     )
-    resource = ForwardingResource(
-        router,
-        reactor,
-        AccessLog(reactor, tunables.access_log),
-        response_timeout=tunables.response_timeout,
-        idle_timeout=tunables.idle_timeout,
-    )
     site = ProxySite(
-        resource,
+        None,
         reactor=reactor,
         max_body=tunables.max_body,
         header_timeout=tunables.header_timeout,
     )
+    metrics = ProxyMetrics(
+        CollectorRegistry(),
+        router,
+        __version__,
+        lambda: {
+            "client": len(site.channels),
+            "backend": sum(u.idle_connections() for u in upstreams),
+        },
+        reactor.seconds,
+    )
+    access_log = AccessLog(reactor, tunables.access_log)
+
+    def finished(record: AccessRecord) -> None:
+        metrics.observe(record)
+        access_log(record)
+
+    site.resource = ForwardingResource(
+        router,
+        reactor,
+        finished,
+        response_timeout=tunables.response_timeout,
+        idle_timeout=tunables.idle_timeout,
+        metrics=metrics,
+    )
+    admin = None
+    if tunables.admin_listen.lower() != "none":
+        admin = (
+            serverFromString(fast_tcp, tunables.admin_listen),
+            Site(admin_resource(metrics, router, site, reactor.seconds, __version__, config.listen)),
+        )
     return ProxyService(
         serverFromString(fast_tcp, config.listen),
         site,
@@ -144,4 +173,5 @@ def makeService(options: Options) -> IService:
         clock=reactor,
         description=config.listen,
         routing=routing_table(config),
+        admin=admin,
     )

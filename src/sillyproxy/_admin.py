@@ -1,0 +1,127 @@
+"""The admin listener: /metrics, /healthz, /readyz and /status, apart from proxied traffic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from ._metrics import ProxyMetrics
+from ._routing import Router
+from ._site import ProxySite
+
+__all__ = ["admin_resource"]
+
+
+class _Text(Resource):
+    isLeaf = True
+
+    def __init__(self, answer: Callable[[], tuple[int, bytes]]) -> None:
+        super().__init__()
+        self._answer = answer
+
+    def render_GET(self, request: Request) -> bytes:
+        status, body = self._answer()
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return body
+
+
+class _Metrics(Resource):
+    # prometheus_client's own MetricsResource runs a WSGI app in a thread;
+    # rendering the text here is quick and keeps the admin tree in-memory
+    # testable.
+    isLeaf = True
+
+    def __init__(self, metrics: ProxyMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return generate_latest(self._metrics.registry)
+
+
+class _Status(Resource):
+    isLeaf = True
+
+    def __init__(self, describe: Callable[[], dict[str, object]]) -> None:
+        super().__init__()
+        self._describe = describe
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(self._describe(), indent=2).encode("utf-8") + b"\n"
+
+
+def admin_resource(
+    metrics: ProxyMetrics,
+    router: Router,
+    site: ProxySite,
+    clock: Callable[[], float],
+    version: str,
+    listen: str,
+) -> Resource:
+    """
+    Build the admin tree.
+
+      - C{/healthz}: 200 while the process is alive (liveness);
+      - C{/readyz}: 200 when a colour can serve and the proxy is not
+        draining, else 503; it turns 503 the moment a drain starts
+        (readiness);
+      - C{/metrics}: Prometheus text;
+      - C{/status}: JSON with the version, uptime, listen address, and each
+        colour's URL, weights, addresses and counts.
+    """
+    started = clock()
+
+    def ready() -> tuple[int, bytes]:
+        if site.draining:
+            return 503, b"draining\n"
+        if not any(router.effective_weights().values()):
+            return 503, b"no colour can serve\n"
+        return 200, b"ready\n"
+
+    def describe() -> dict[str, object]:
+        now = clock()
+        effective = router.effective_weights()
+        colors = {}
+        for backend in router.backends:
+            addresses = [
+                {
+                    "address": a.address,
+                    "in_rotation": a.usable(now),
+                    "passing_health_checks": a.probed_healthy,
+                    "ejected_for_seconds": round(max(0.0, a.ejected_until - now), 1),
+                }
+                for a in getattr(router.agents[backend.color], "addresses", ())
+            ]
+            colors[backend.color] = {
+                "url": backend.url,
+                "weight": backend.weight,
+                "effective_weight": effective[backend.color],
+                "health_check": backend.health_path,
+                "addresses": addresses,
+                "requests": metrics.requests_by_color.get(backend.color, 0),
+                "upstream_errors": metrics.errors_by_color.get(backend.color, 0),
+            }
+        return {
+            "version": version,
+            "uptime_seconds": round(now - started, 1),
+            "listen": listen,
+            "draining": site.draining,
+            "open_connections": len(site.channels),
+            "colors": colors,
+        }
+
+    root = Resource()
+    root.putChild(b"healthz", _Text(lambda: (200, b"ok\n")))
+    root.putChild(b"readyz", _Text(ready))
+    root.putChild(b"metrics", _Metrics(metrics))
+    root.putChild(b"status", _Status(describe))
+    return root
