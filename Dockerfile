@@ -1,24 +1,38 @@
 # One image for both apps: `docker run IMAGE` is the proxy, `docker run IMAGE myapp` the demo backend.
-FROM python:3.11-slim
 
+# Build wheels in a throwaway stage, so the final image has no build tools or caches.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY pyproject.toml README.md /src/
+COPY src /src/src
+RUN pip wheel --wheel-dir /wheels /src
+
+FROM python:3.11-slim
+LABEL org.opencontainers.image.title="sillyproxy" \
+      org.opencontainers.image.description="Edge HTTP proxy for blue/green and canary releases, configured by environment variables" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="MIT"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-
-COPY pyproject.toml README.md /build/
-COPY src /build/src
+COPY --from=build /wheels /wheels
 # Regenerate twisted's plugin cache as root: a non-root twistd cannot write it
 # and would complain at every start.
-RUN pip install /build \
+RUN pip install --no-index --find-links=/wheels sillyproxy \
+ && rm -rf /wheels \
  && python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" \
- && rm -rf /build \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin sillyproxy
 
 USER sillyproxy
 WORKDIR /tmp
-EXPOSE 8080
+# 8080: traffic (proxy or myapp); 9901: the proxy's admin listener.
+EXPOSE 8080 9901
+# No curl in the image: Python asks the admin /healthz (or myapp's page).
+HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["python", "-m", "sillyproxy.healthcheck"]
 # twistd is PID 1 so it gets SIGTERM from `docker stop` and rolling updates;
-# --pidfile= so a stale twistd.pid never blocks a restarted container.
-ENTRYPOINT ["twistd", "--nodaemon", "--pidfile=", "--logfile=-"]
+# --pidfile= so a stale twistd.pid never blocks a restarted container;
+# --logger picks text or JSON logs from SILLYPROXY_ACCESS_LOG.
+ENTRYPOINT ["twistd", "--nodaemon", "--pidfile=", "--logger=sillyproxy.logs.observer"]
 CMD ["sillyproxy"]
