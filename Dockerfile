@@ -1,11 +1,13 @@
 # One image for both apps: `docker run IMAGE` is the proxy, `docker run IMAGE myapp` the demo backend.
 
-# Build wheels in a throwaway stage, so the final image has no build tools or caches.
+# Install into a virtual environment in a throwaway stage; the final image
+# copies only that environment: no pip cache, no wheels, no sources.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md /src/
 COPY src /src/src
-RUN pip wheel --wheel-dir /wheels /src
+RUN python -m venv /opt/sillyproxy \
+ && /opt/sillyproxy/bin/pip install /src
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="sillyproxy" \
@@ -14,14 +16,11 @@ LABEL org.opencontainers.image.title="sillyproxy" \
       org.opencontainers.image.licenses="MIT"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY --from=build /wheels /wheels
+    PATH=/opt/sillyproxy/bin:$PATH
+COPY --from=build /opt/sillyproxy /opt/sillyproxy
 # Regenerate twisted's plugin cache as root: a non-root twistd cannot write it
 # and would complain at every start.
-RUN pip install --no-index --find-links=/wheels sillyproxy \
- && rm -rf /wheels \
- && python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" \
+RUN python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin sillyproxy
 
 USER sillyproxy
