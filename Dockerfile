@@ -6,8 +6,8 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md /src/
 COPY src /src/src
-RUN python -m venv /opt/sillyproxy \
- && /opt/sillyproxy/bin/pip install /src
+RUN python -m venv --without-pip /opt/sillyproxy \
+ && pip --python /opt/sillyproxy/bin/python install /src
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="sillyproxy" \

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import reactor
 from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 
@@ -20,15 +19,6 @@ from .backends import BIG_RESPONSE, MIB, pattern, serve
 from .processes import START_TIMEOUT, Twistd, free_port, start_twistd, twistd_command
 
 BIG_UPLOAD = 20 * MIB
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[list[Twistd]]:
-    """Processes a test starts; all are stopped at the end, by PID."""
-    started: list[Twistd] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 @pytest.fixture

@@ -27,6 +27,15 @@ def get(proxy: InMemoryProxy, request: bytes = b"GET /x HTTP/1.1\r\nHost: a\r\n\
     return written
 
 
+@implementer(IResponse)
+class Stalls(HalfResponse):
+    """A response that sends a little of its body and then nothing more."""
+
+    def deliverBody(self, protocol):  # type: ignore[no-untyped-def]
+        protocol.makeConnection(self.backend_transport)
+        protocol.dataReceived(b"start")
+
+
 class TimeoutTests(SynchronousTestCase):
     def test_response_timeout_gives_504(self) -> None:
         """If the backend sends no response headers in time, then the client gets a 504 and the request is cancelled."""
@@ -42,12 +51,6 @@ class TimeoutTests(SynchronousTestCase):
 
     def test_stalled_body_aborts_client(self) -> None:
         """If the backend stalls mid-body while the client keeps up, then the client connection is aborted."""
-
-        @implementer(IResponse)
-        class Stalls(HalfResponse):
-            def deliverBody(self, protocol):  # type: ignore[no-untyped-def]
-                protocol.makeConnection(self.backend_transport)
-                protocol.dataReceived(b"start")
 
         response = Stalls()
         proxy = InMemoryProxy(
@@ -65,12 +68,6 @@ class TimeoutTests(SynchronousTestCase):
 
     def test_slow_client_is_not_a_stall(self) -> None:
         """If the backend is quiet only because the client paused it, then nothing is aborted."""
-
-        @implementer(IResponse)
-        class Stalls(HalfResponse):
-            def deliverBody(self, protocol):  # type: ignore[no-untyped-def]
-                protocol.makeConnection(self.backend_transport)
-                protocol.dataReceived(b"start")
 
         response = Stalls()
         proxy = InMemoryProxy(

@@ -18,15 +18,7 @@ from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from .backends import serve
-from .processes import Twistd, free_port, start_twistd
-
-
-@pytest.fixture
-def running() -> Iterator[list[Twistd]]:
-    started: list[Twistd] = []
-    yield started
-    for process in started:
-        process.stop()
+from .processes import free_port, start_twistd
 
 
 @pytest.fixture

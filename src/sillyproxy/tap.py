@@ -73,7 +73,7 @@ class Options(usage.Options):
             # Not a UsageError: twistd would bury the message under its own
             # help text.  Bad settings are the operator's to fix, so name them.
             stderr = self._stderr if self._stderr is not None else sys.stderr
-            stderr.write(f"sillyproxy: invalid configuration, not starting:\n")
+            stderr.write("sillyproxy: invalid configuration, not starting:\n")
             for problem in e.problems:
                 stderr.write(f"  {problem}\n")
             stderr.flush()
