@@ -109,10 +109,15 @@ class _BodyRelay(Protocol):
         self._chunks = 0
         self._chunks_at_last_check = -1
         self._watch: IDelayedCall | None = None
+        self._done = False
 
     def connectionMade(self) -> None:
         self._request.registerProducer(self, True)
-        self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
+
+    def watch_for_stalls(self) -> None:
+        """Start the stall check, unless the body already ended (the usual case for a small one)."""
+        if not self._done:
+            self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
 
     def dataReceived(self, data: bytes) -> None:
         self._chunks += 1
@@ -154,6 +159,7 @@ class _BodyRelay(Protocol):
             self.transport.stopProducing()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._done = True
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
@@ -229,7 +235,25 @@ class ForwardingResource(Resource):
         self._clock = clock
         self._response_timeout = response_timeout
         self._idle_timeout = idle_timeout
+        # Requests waiting for response headers, checked by one sweep rather
+        # than a timer each.
+        self.waiting: set[_Exchange] = set()
+        self._sweep: IDelayedCall | None = None
         self._access_log = access_log if access_log is not None else AccessLog(clock)
+
+    def sweep_for_slow_responses(self) -> None:
+        """Keep one timer running while any request waits for its response headers."""
+        if self._sweep is None and self.waiting:
+            # Enforced to within a quarter of the timeout, or a second.
+            interval = min(1.0, self._response_timeout / 4)
+            self._sweep = self._clock.callLater(interval, self._check_waiting)
+
+    def _check_waiting(self) -> None:
+        self._sweep = None
+        now = self._clock.seconds()
+        for exchange in [e for e in self.waiting if e.response_deadline <= now]:
+            exchange.response_too_slow()
+        self.sweep_for_slow_responses()
 
     def render(self, request: Request) -> bytes | int:
         started = self._clock.seconds()
@@ -261,7 +285,9 @@ class _Exchange:
         self._outcome = ""
         self._pending: Deferred[IResponse] | None = None
         self._relay: _BodyRelay | None = None
-        self._timer: IDelayedCall | None = None
+        # When the backend must have sent its response headers by (clock
+        # seconds), while waiting for them; the resource's sweep enforces it.
+        self.response_deadline: float | None = None
         self._timed_out = False
         self._tried: list[str] = []
 
@@ -322,21 +348,23 @@ class _Exchange:
         url = backend.origin + join_target(backend.base_path, self._target)
         agent = self._resource._router.agents[backend.color]
         self._pending = agent.request(request.method, url, headers, body)
-        self._timer = self._resource._clock.callLater(
-            self._resource._response_timeout, self._response_too_slow
-        )
+        resource = self._resource
+        self.response_deadline = resource._clock.seconds() + resource._response_timeout
+        resource.waiting.add(self)
+        resource.sweep_for_slow_responses()
         self._pending.addCallbacks(self._respond, self._fail)
 
-    def _response_too_slow(self) -> None:
-        self._timer = None
+    def response_too_slow(self) -> None:
+        """The sweep found the response headers overdue: cancel, answer 504."""
+        self._stop_timer()
         if self._pending is not None:
             self._timed_out = True
             self._pending.cancel()
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self.response_deadline is not None:
+            self.response_deadline = None
+            self._resource.waiting.discard(self)
 
     def _respond(self, response: IResponse) -> None:
         self._pending = None
@@ -364,6 +392,8 @@ class _Exchange:
             self._resource._idle_timeout,
         )
         response.deliverBody(self._relay)
+        # A body that arrived with the headers has already been relayed.
+        self._relay.watch_for_stalls()
 
     def _fail(self, failure: Failure) -> None:
         self._pending = None

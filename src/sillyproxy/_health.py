@@ -91,6 +91,7 @@ class HealthChecker:
         elif not address.probed_healthy and passed and count >= RISE:
             address.probed_healthy = True
             _log.info("{color}: {address} passed {n} health checks; back in", color=color, address=address.address, n=count)
+        self._upstream.health_changed()
         now_available = self._upstream.available
         if was_available != now_available:
             _log.warn(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from ._accesslog import AccessRecord
@@ -66,11 +68,16 @@ class _StateCollector(Collector):
         yield from (weight, effective, up, connections)
 
 
-class ProxyMetrics:
+class ProxyMetrics(Collector):
     """
     What the proxy counts, for /metrics and /status.
 
-    @param registry: where the metrics live; tests pass a fresh one.
+    The hot path only bumps plain integers; prometheus_client's own metric
+    objects take a lock and look up labels on every update, which cost more
+    per request than the rest of the bookkeeping together.  The families
+    are built from these counts when /metrics is scraped.
+
+    @param registry: where the metrics are registered; tests pass a fresh one.
     """
 
     def __init__(
@@ -82,58 +89,28 @@ class ProxyMetrics:
         clock: Callable[[], float],
     ) -> None:
         self.registry = registry
-        self._requests = Counter(
-            "sillyproxy_requests",
-            "Requests answered, by colour, status code and method.",
-            ["color", "code", "method"],
-            registry=registry,
-        )
-        self._duration = Histogram(
-            "sillyproxy_request_duration_seconds",
-            "Time from request to the end of the response, by colour.",
-            ["color"],
-            buckets=_BUCKETS,
-            registry=registry,
-        )
-        self._errors = Counter(
-            "sillyproxy_upstream_errors",
-            "Failed attempts to get a response from a backend, by colour and reason.",
-            ["color", "reason"],
-            registry=registry,
-        )
-        self._inflight = Gauge(
-            "sillyproxy_inflight_requests",
-            "Requests being forwarded now, by colour.",
-            ["color"],
-            registry=registry,
-        )
-        Gauge("sillyproxy_build_info", "The running version.", ["version"], registry=registry).labels(
-            version
-        ).set(1)
-        registry.register(_StateCollector(router, open_connections, clock))
-        # Labelled children are looked up once; labels() costs on every call.
-        self._children: dict[tuple[str, ...], object] = {}
+        self._version = version
+        self._requests: dict[tuple[str, str, str], int] = {}
+        self._errors: dict[tuple[str, str], int] = {}
+        self._inflight: dict[str, int] = {b.color: 0 for b in router.backends}
+        # Per colour: a count per bucket (the last for +Inf) and the sum.
+        self._durations: dict[str, tuple[list[int], list[float]]] = {
+            b.color: ([0] * (len(_BUCKETS) + 1), [0.0]) for b in router.backends
+        }
         self.requests_by_color: dict[str, int] = {}
         self.errors_by_color: dict[str, int] = {}
-        for backend in router.backends:
-            self._inflight.labels(backend.color)
-            self._duration.labels(backend.color)
-
-    def _child(self, metric: object, *labels: str):  # type: ignore[no-untyped-def]
-        key = (id(metric), *labels)
-        child = self._children.get(key)  # type: ignore[arg-type]
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)  # type: ignore[attr-defined,index]
-        return child
+        registry.register(self)
+        registry.register(_StateCollector(router, open_connections, clock))
 
     def request_started(self, color: str) -> None:
-        self._child(self._inflight, color).inc()
+        self._inflight[color] = self._inflight.get(color, 0) + 1
 
     def request_ended(self, color: str) -> None:
-        self._child(self._inflight, color).dec()
+        self._inflight[color] -= 1
 
     def upstream_failed(self, color: str, reason: str) -> None:
-        self._child(self._errors, color, reason).inc()
+        key = (color, reason)
+        self._errors[key] = self._errors.get(key, 0) + 1
         self.errors_by_color[color] = self.errors_by_color.get(color, 0) + 1
 
     def observe(self, record: AccessRecord) -> None:
@@ -141,6 +118,47 @@ class ProxyMetrics:
         method = record.method.decode("ascii", "replace").upper()
         if method not in _METHODS:
             method = "other"
-        self._child(self._requests, record.color, str(record.status), method).inc()
-        self._child(self._duration, record.color).observe(record.duration)
-        self.requests_by_color[record.color] = self.requests_by_color.get(record.color, 0) + 1
+        color = record.color
+        key = (color, str(record.status), method)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        self.requests_by_color[color] = self.requests_by_color.get(color, 0) + 1
+        durations = self._durations.get(color)
+        if durations is None:
+            durations = self._durations[color] = ([0] * (len(_BUCKETS) + 1), [0.0])
+        counts, total = durations
+        counts[bisect_left(_BUCKETS, record.duration)] += 1
+        total[0] += record.duration
+
+    def collect(self) -> Iterator[object]:
+        requests = CounterMetricFamily(
+            "sillyproxy_requests",
+            "Requests answered, by colour, status code and method.",
+            labels=["color", "code", "method"],
+        )
+        for labels, count in self._requests.items():
+            requests.add_metric(list(labels), count)
+        errors = CounterMetricFamily(
+            "sillyproxy_upstream_errors",
+            "Failed attempts to get a response from a backend, by colour and reason.",
+            labels=["color", "reason"],
+        )
+        for labels, count in self._errors.items():
+            errors.add_metric(list(labels), count)
+        inflight = GaugeMetricFamily(
+            "sillyproxy_inflight_requests", "Requests being forwarded now, by colour.", labels=["color"]
+        )
+        for color, count in self._inflight.items():
+            inflight.add_metric([color], count)
+        durations = HistogramMetricFamily(
+            "sillyproxy_request_duration_seconds",
+            "Time from request to the end of the response, by colour.",
+            labels=["color"],
+        )
+        for color, (counts, total) in self._durations.items():
+            cumulative = list(accumulate(counts))
+            buckets = [(str(le), n) for le, n in zip(_BUCKETS, cumulative)]
+            buckets.append(("+Inf", cumulative[-1]))
+            durations.add_metric([color], buckets, sum_value=total[0])
+        build = GaugeMetricFamily("sillyproxy_build_info", "The running version.", labels=["version"])
+        build.add_metric([self._version], 1)
+        yield from (requests, errors, inflight, durations, build)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport
+from twisted.internet.interfaces import IAddress, ITCPTransport
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
@@ -109,7 +110,9 @@ class ProxyChannel(HTTPChannel):
 
     rejected = False
     _host: IAddress | None = None
-    _header_timer: IDelayedCall | None = None
+    # When the current request's headers began to arrive (clock seconds),
+    # while they are still arriving; the site's sweep enforces the limit.
+    header_started: float | None = None
     # True from the connection's start, and again after each response,
     # until a request's headers are complete.
     _reading_headers = True
@@ -121,10 +124,10 @@ class ProxyChannel(HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.channel_opened(self)
-        self._start_header_timer()
+        self.header_started = self.site.reactor.seconds()
 
     def connectionLost(self, reason: Failure) -> None:
-        self._stop_header_timer()
+        self.header_started = None
         super().connectionLost(reason)
         self.site.channel_closed(self)
 
@@ -144,8 +147,8 @@ class ProxyChannel(HTTPChannel):
             return
         if self._reading_headers:
             self._request_started = True
-            if self._header_timer is None:
-                self._start_header_timer()
+            if self.header_started is None:
+                self.header_started = self.site.reactor.seconds()
             if self.line_mode and b"\n" in data:
                 head = data.split(b"\r\n\r\n", 1)[0]
                 if _BARE_LF.search(head) or (head[:1] == b"\n" and self._last_byte != b"\r"):
@@ -173,7 +176,7 @@ class ProxyChannel(HTTPChannel):
         return super().headerReceived(line)
 
     def allHeadersReceived(self) -> None:
-        self._stop_header_timer()
+        self.header_started = None
         self._reading_headers = False
         self._header_lines = 0
         request = self.requests[-1]
@@ -204,21 +207,10 @@ class ProxyChannel(HTTPChannel):
         self._request_started = False
         super().requestDone(request)
 
-    def _start_header_timer(self) -> None:
-        timeout = self.site.header_timeout
-        if timeout:
-            self._header_timer = self.callLater(timeout, self._headers_too_slow)
-
-    def _stop_header_timer(self) -> None:
-        if self._header_timer is not None:
-            if self._header_timer.active():
-                self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if not self.requests or self._reading_headers:
-            self.reject(408, b"Request Timeout", "request headers took too long")
+    def headers_too_slow(self) -> None:
+        """The site's sweep found this request's headers past the limit."""
+        self.header_started = None
+        self.reject(408, b"Request Timeout", "request headers took too long")
 
     def reject(self, status: int, reason: bytes, message: str) -> None:
         """
@@ -228,7 +220,7 @@ class ProxyChannel(HTTPChannel):
         if self.rejected:
             return
         self.rejected = True
-        self._stop_header_timer()
+        self.header_started = None
         self.persistent = False
         body = message.encode("utf-8") + b"\n"
         transport = self.transport
@@ -278,6 +270,29 @@ class ProxySite(Site):
         self.draining = False
         self.channels: set[ProxyChannel] = set()
         self._on_idle: list[Callable[[], None]] = []
+        self._sweep: LoopingCall | None = None
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        if self.header_timeout and self._sweep is None:
+            # One sweep for all connections instead of a timer per request:
+            # the limit is enforced to within a quarter of itself (or 1 s).
+            self._sweep = LoopingCall(self._sweep_slow_headers)
+            self._sweep.clock = self.reactor
+            self._sweep.start(min(1.0, self.header_timeout / 4), now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+        self._sweep = None
+        super().stopFactory()
+
+    def _sweep_slow_headers(self) -> None:
+        deadline = self.reactor.seconds() - self.header_timeout
+        for channel in list(self.channels):
+            started = channel.header_started
+            if started is not None and started <= deadline:
+                channel.headers_too_slow()
 
     def channel_opened(self, channel: ProxyChannel) -> None:
         self.channels.add(channel)

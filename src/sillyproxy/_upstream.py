@@ -98,6 +98,10 @@ class Upstream:
         self._failing = False
         # Active health checks (C_HEALTH), started and stopped with this.
         self.health_check: object | None = None
+        # So the common case (every address fine) skips checking each one:
+        # until when some address may be ejected, and how many fail probes.
+        self._ejected_until = 0.0
+        self._failing_probes = 0
 
     def start(self) -> None:
         if self._literal:
@@ -155,6 +159,7 @@ class Upstream:
                 self.addresses = [current.pop(a, None) or self._make_address(a) for a in wanted]
                 for gone in current.values():
                     gone.retire()
+                self.health_changed()
                 _log.info(
                     "{color}: {host} -> {addresses}",
                     color=self.backend.color,
@@ -170,6 +175,13 @@ class Upstream:
         """Idle pooled connections to this backend's addresses."""
         return sum(a.pool.idle_connections() for a in self.addresses if a.pool is not None)
 
+    def health_changed(self) -> None:
+        """An address passed or failed its probes: recount."""
+        self._failing_probes = sum(not a.probed_healthy for a in self.addresses)
+
+    def _all_usable(self, now: float) -> bool:
+        return not self._failing_probes and now >= self._ejected_until
+
     @property
     def available(self) -> bool:
         """Whether a request sent now could go to a usable address."""
@@ -177,12 +189,15 @@ class Upstream:
             # Still resolving: requests wait for the first answer.
             return not self._resolved_once
         now = self._clock.seconds()
-        return any(a.usable(now) for a in self.addresses)
+        return self._all_usable(now) or any(a.usable(now) for a in self.addresses)
 
     def _choose(self) -> AddressPool | None:
         addresses = self.addresses
         count = len(addresses)
         now = self._clock.seconds()
+        if self._all_usable(now):
+            self._next = (self._next + 1) % count
+            return addresses[self._next]
         for _ in range(count):
             self._next = (self._next + 1) % count
             address = addresses[self._next]
@@ -209,6 +224,7 @@ class Upstream:
                 address.ejections += 1
                 seconds = min(EJECT_FIRST * 2 ** (address.ejections - 1), EJECT_MOST)
                 address.ejected_until = self._clock.seconds() + seconds
+                self._ejected_until = max(self._ejected_until, address.ejected_until)
                 _log.warn(
                     "{color}: {address} failed to connect {count} times in a row; "
                     "out for {seconds}s",
