@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from memory import BACKEND_CONF, start_proxy, status_kib  # noqa: E402
-from run import free_port, stop, wait_port, wrk  # noqa: E402
+from memory import nginx_backend, start_proxy, status_kib  # noqa: E402
+from run import stop, wrk  # noqa: E402
 
 
 def main() -> int:
@@ -25,16 +23,8 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8 * args.connections)), hard))
 
-    work = Path(tempfile.mkdtemp(prefix="sillyproxy-load-"))
-    work.chmod(0o755)
-    (work / "tmp").mkdir()
-    (work / "files").mkdir()
-    backend_port = free_port()
-    (work / "backend.conf").write_text(BACKEND_CONF.format(dir=work, port=backend_port))
-    backend = subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "backend.conf")], stdin=subprocess.DEVNULL)
     samples: list[tuple[float, int]] = []
-    try:
-        wait_port(backend_port, backend)
+    with nginx_backend() as (work, backend_port):
         proxy, port = start_proxy(backend_port, work)
         done = threading.Event()
 
@@ -45,13 +35,12 @@ def main() -> int:
 
         sampler = threading.Thread(target=sample)
         sampler.start()
-        result = wrk(f"http://127.0.0.1:{port}/", args.connections, args.seconds)
-        done.set()
-        sampler.join()
-        stop(proxy)
-    finally:
-        stop(backend)
-        subprocess.run(["rm", "-rf", str(work)])
+        try:
+            result = wrk(f"http://127.0.0.1:{port}/", args.connections, args.seconds)
+        finally:
+            done.set()
+            sampler.join()
+            stop(proxy)
 
     # Judge RSS after the first sixth, once every connection and pool exists.
     steady = [kib for t, kib in samples if t > args.seconds / 6]

@@ -6,16 +6,19 @@ import argparse
 import hashlib
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import free_port, stop, wait_port  # noqa: E402
+from run import free_port, nginx_conf, stop, wait_port  # noqa: E402
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -29,11 +32,7 @@ events {{ worker_connections 4096; }}
 http {{
   access_log off;
   client_max_body_size 0;
-  client_body_temp_path {dir}/tmp;
-  proxy_temp_path {dir}/tmp;
-  fastcgi_temp_path {dir}/tmp;
-  uwsgi_temp_path {dir}/tmp;
-  scgi_temp_path {dir}/tmp;
+  {temp_paths}
   server {{
     listen 127.0.0.1:{port};
     root {dir}/files;
@@ -43,6 +42,27 @@ http {{
   }}
 }}
 """
+
+
+@contextmanager
+def nginx_backend(size: int = 0) -> Iterator[tuple[Path, int]]:
+    """An nginx backend on 127.0.0.1 serving /, /big.bin (C{size} bytes) and /upload; (work dir, port)."""
+    work = Path(tempfile.mkdtemp(prefix="sillyproxy-bench-"))
+    # nginx's workers run unprivileged and must read the files.
+    work.chmod(0o755)
+    (work / "tmp").mkdir()
+    (work / "files").mkdir()
+    with open(work / "files" / "big.bin", "wb") as f:
+        f.truncate(size)
+    port = free_port()
+    (work / "backend.conf").write_text(nginx_conf(BACKEND_CONF, work, port=port))
+    backend = subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "backend.conf")], stdin=subprocess.DEVNULL)
+    try:
+        wait_port(port, backend)
+        yield work, port
+    finally:
+        stop(backend)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -179,18 +199,8 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.idle)), hard))
 
-    work = Path(tempfile.mkdtemp(prefix="sillyproxy-memory-"))
-    work.chmod(0o755)
-    (work / "tmp").mkdir()
-    (work / "files").mkdir()
     size = args.size_mib * MIB
-    with open(work / "files" / "big.bin", "wb") as f:
-        f.truncate(size)
-    backend_port = free_port()
-    (work / "backend.conf").write_text(BACKEND_CONF.format(dir=work, port=backend_port))
-    backend = subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "backend.conf")], stdin=subprocess.DEVNULL)
-    try:
-        wait_port(backend_port, backend)
+    with nginx_backend(size) as (work, backend_port):
         down = slow_download(backend_port, work, size, args.slow_seconds)
         print(f"{args.size_mib} MiB response, client at 1 MiB/s for {args.slow_seconds:.0f} s: "
               f"{down['bytes']} bytes, extra peak RSS {down['extra_peak_mib']:.1f} MiB "
@@ -201,9 +211,6 @@ def main() -> None:
         idle = idle_connections(backend_port, work, args.idle)
         print(f"{args.idle} idle keep-alive connections: extra RSS {idle['extra_rss_mib']:.1f} MiB "
               f"(idle proxy {idle['idle_rss_mib']:.1f} MiB)")
-    finally:
-        stop(backend)
-        subprocess.run(["rm", "-rf", str(work)])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,16 @@ LOAD_CPU = "1"
 SMALL = "/"
 LARGE = "/1m.bin"
 
+# nginx's workers run unprivileged: keep every scratch directory in the work dir.
+_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_conf(template: str, work: Path, **values: object) -> str:
+    """Fill in an nginx config template, with every scratch directory under C{work}."""
+    temp_paths = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in _TEMP_KINDS)
+    return template.format(dir=work, temp_paths=temp_paths, **values)
+
+
 BACKEND_CONF = """
 worker_processes 1;
 daemon off;
@@ -32,11 +42,7 @@ http {{
   access_log off;
   keepalive_requests 1000000;
   keepalive_timeout 120s;
-  client_body_temp_path {dir}/tmp;
-  proxy_temp_path {dir}/tmp;
-  fastcgi_temp_path {dir}/tmp;
-  uwsgi_temp_path {dir}/tmp;
-  scgi_temp_path {dir}/tmp;
+  {temp_paths}
   server {{ listen 127.0.0.1:{blue}; root {dir}/files; location = / {{ return 200 "blue ok\\n"; }} }}
   server {{ listen 127.0.0.1:{green}; root {dir}/files; location = / {{ return 200 "green ok\\n"; }} }}
 }}
@@ -51,11 +57,7 @@ events {{ worker_connections 8192; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path {dir}/tmp;
-  proxy_temp_path {dir}/tmp;
-  fastcgi_temp_path {dir}/tmp;
-  uwsgi_temp_path {dir}/tmp;
-  scgi_temp_path {dir}/tmp;
+  {temp_paths}
   upstream colours {{
     server 127.0.0.1:{blue} weight=4;
     server 127.0.0.1:{green} weight=1;
@@ -187,7 +189,7 @@ def main() -> None:
     (work / "files").mkdir()
     (work / "files" / "1m.bin").write_bytes(os.urandom(1024 * 1024))
     blue, green = free_port(), free_port()
-    (work / "backend.conf").write_text(BACKEND_CONF.format(dir=work, blue=blue, green=green))
+    (work / "backend.conf").write_text(nginx_conf(BACKEND_CONF, work, blue=blue, green=green))
     backend = subprocess.Popen(
         ["taskset", "-c", LOAD_CPU, "nginx", "-p", str(work), "-c", str(work / "backend.conf")],
         stdin=subprocess.DEVNULL,
@@ -214,7 +216,7 @@ def main() -> None:
 
     def nginx_proxy(port: int) -> tuple[list[str], dict[str, str]]:
         conf = work / f"proxy-{port}.conf"
-        conf.write_text(PROXY_CONF.format(dir=work, blue=blue, green=green, port=port))
+        conf.write_text(nginx_conf(PROXY_CONF, work, blue=blue, green=green, port=port))
         return ["nginx", "-p", str(work), "-c", str(conf)], {}
 
     targets: dict[str, Callable[[int], tuple[list[str], dict[str, str]]] | None] = {
