@@ -8,6 +8,7 @@ twistd="$root/.venv/bin/twistd"
 proxy_port=${PROXY_PORT:-8080}
 blue_port=${BLUE_PORT:-8081}
 green_port=${GREEN_PORT:-8082}
+admin_port=${ADMIN_PORT:-9901}
 logs=$(mktemp -d)
 pids=()
 
@@ -25,6 +26,7 @@ pids+=($!)
 V2=1 "$twistd" --nodaemon --pidfile= --logfile=green.log myapp --listen "tcp:$green_port:interface=127.0.0.1" &
 pids+=($!)
 BLUE="http://127.0.0.1:$blue_port" GREEN="http://127.0.0.1:$green_port/" BLUE_WEIGHT=4 GREEN_WEIGHT=1 \
+  SILLYPROXY_ADMIN_LISTEN="tcp:$admin_port:interface=127.0.0.1" \
   "$twistd" --nodaemon --pidfile= --logfile=- sillyproxy --listen "tcp:$proxy_port:interface=127.0.0.1" &
 pids+=($!)
 
@@ -39,6 +41,7 @@ Try:
   curl http://127.0.0.1:$proxy_port/
   for i in \$(seq 10); do curl -s http://127.0.0.1:$proxy_port/; done
 The backends directly (Color unknown): curl http://127.0.0.1:$blue_port/  curl http://127.0.0.1:$green_port/
+Metrics and status: curl http://127.0.0.1:$admin_port/metrics  curl http://127.0.0.1:$admin_port/status
 Press Ctrl-C to stop. Backend logs: $logs
 
 MSG

@@ -161,10 +161,12 @@ def makeService(options: Options) -> IService:
     )
     admin = None
     if tunables.admin_listen.lower() != "none":
-        admin = (
-            serverFromString(fast_tcp, tunables.admin_listen),
-            Site(admin_resource(metrics, router, site, reactor.seconds, __version__, config.listen)),
+        admin_site = Site(
+            admin_resource(metrics, router, site, reactor.seconds, __version__, config.listen)
         )
+        admin_site.noisy = False
+        admin_site.displayTracebacks = False
+        admin = (serverFromString(fast_tcp, tunables.admin_listen), admin_site)
     return ProxyService(
         serverFromString(fast_tcp, config.listen),
         site,
