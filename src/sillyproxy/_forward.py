@@ -5,19 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
-
-from zope.interface import implementer
 
 from ._accesslog import AccessLog, AccessRecord
 from ._config import Backend
@@ -25,6 +21,7 @@ from ._failures import UpstreamFailure, classify
 from ._headers import for_backend, for_client
 from ._routing import Router
 from ._target import join_target, origin_form
+from ._relay import BodyRelay
 from ._upload import ReceivedBodyProducer
 
 __all__ = ["ForwardingResource"]
@@ -79,107 +76,6 @@ def write_plain_error(request: Request, status: int, message: str) -> None:
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
     request.write(body)
     request.finish()
-
-
-@implementer(IPushProducer)
-class _BodyRelay(Protocol):
-    """
-    Copy a backend's response body to the client as it arrives.
-
-    The relay is the client's registered producer and passes pauses on to
-    the backend socket, so a slow client stops reads from the backend
-    instead of filling memory; knowing when it is paused also tells a
-    stalled backend (abort after C{idle_timeout}) from a slow client (wait).
-    """
-
-    def __init__(
-        self,
-        request: Request,
-        backend: Backend,
-        finished: Callable[[str], None],
-        clock: IReactorTime,
-        idle_timeout: float,
-    ) -> None:
-        self._request = request
-        self._backend = backend
-        self._finished = finished
-        self._clock = clock
-        self._idle_timeout = idle_timeout
-        self._paused = False
-        self._chunks = 0
-        self._chunks_at_last_check = -1
-        self._watch: IDelayedCall | None = None
-        self._done = False
-
-    def connectionMade(self) -> None:
-        self._request.registerProducer(self, True)
-
-    def watch_for_stalls(self) -> None:
-        """Start the stall check, unless the body already ended (the usual case for a small one)."""
-        if not self._done:
-            self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
-
-    def dataReceived(self, data: bytes) -> None:
-        self._chunks += 1
-        self._request.write(data)
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-        self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.transport.stopProducing()
-
-    def _check_stalled(self) -> None:
-        self._watch = None
-        if self._paused or self._chunks != self._chunks_at_last_check:
-            self._chunks_at_last_check = self._chunks
-            self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
-            return
-        _log.warn(
-            "{color} backend sent nothing for {seconds}s mid-body; aborting",
-            color=self._backend.color,
-            seconds=self._idle_timeout,
-        )
-        self._finished("backend stalled mid-body")
-        self.transport.stopProducing()
-        if self._request.channel is not None:
-            self._request.channel.transport.abortConnection()
-
-    def abandon(self) -> None:
-        """The client left: close the backend connection rather than drain it."""
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-        if self.transport is not None:
-            self.transport.stopProducing()
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._done = True
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-        request = self._request
-        if request.channel is None:
-            # The client went first; its connectionLost already stopped us.
-            return
-        request.unregisterProducer()
-        if reason.check(ResponseDone, PotentialDataLoss):
-            request.finish()
-            return
-        # A body cut short must not look complete: without the final chunk or
-        # the promised length, the client knows the response is truncated.
-        _log.warn(
-            "{color} backend failed mid-body: {reason}",
-            color=self._backend.color,
-            reason=reason.getErrorMessage(),
-        )
-        self._finished("backend failed mid-body")
-        request.channel.transport.abortConnection()
 
 
 class _NoMetrics:
@@ -284,7 +180,7 @@ class _Exchange:
         self._target = b""
         self._outcome = ""
         self._pending: Deferred[IResponse] | None = None
-        self._relay: _BodyRelay | None = None
+        self._relay: BodyRelay | None = None
         # When the backend must have sent its response headers by (clock
         # seconds), while waiting for them; the resource's sweep enforces it.
         self.response_deadline: float | None = None
@@ -384,7 +280,7 @@ class _Exchange:
             and response.code not in _BODYLESS_STATUS
         ):
             outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
-        self._relay = _BodyRelay(
+        self._relay = BodyRelay(
             request,
             self._backend,
             self._set_outcome,
