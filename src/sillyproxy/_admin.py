@@ -16,47 +16,24 @@ from ._site import ProxySite
 __all__ = ["admin_resource"]
 
 
-class _Text(Resource):
+class _Answer(Resource):
+    """A leaf that answers GET with what C{answer} returns: status, content type, body."""
+
     isLeaf = True
 
-    def __init__(self, answer: Callable[[], tuple[int, bytes]]) -> None:
+    def __init__(self, answer: Callable[[], tuple[int, bytes, bytes]]) -> None:
         super().__init__()
         self._answer = answer
 
     def render_GET(self, request: Request) -> bytes:
-        status, body = self._answer()
+        status, content_type, body = self._answer()
         request.setResponseCode(status)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"content-type", content_type)
         request.setHeader(b"cache-control", b"no-store")
         return body
 
 
-class _Metrics(Resource):
-    # prometheus_client's own MetricsResource runs a WSGI app in a thread;
-    # rendering the text here is quick and keeps the admin tree in-memory
-    # testable.
-    isLeaf = True
-
-    def __init__(self, metrics: ProxyMetrics) -> None:
-        super().__init__()
-        self._metrics = metrics
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
-        return generate_latest(self._metrics.registry)
-
-
-class _Status(Resource):
-    isLeaf = True
-
-    def __init__(self, describe: Callable[[], dict[str, object]]) -> None:
-        super().__init__()
-        self._describe = describe
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(self._describe(), indent=2).encode("utf-8") + b"\n"
+_TEXT = b"text/plain; charset=utf-8"
 
 
 def admin_resource(
@@ -80,12 +57,12 @@ def admin_resource(
     """
     started = clock()
 
-    def ready() -> tuple[int, bytes]:
+    def ready() -> tuple[int, bytes, bytes]:
         if site.draining:
-            return 503, b"draining\n"
+            return 503, _TEXT, b"draining\n"
         if not any(router.effective_weights().values()):
-            return 503, b"no colour can serve\n"
-        return 200, b"ready\n"
+            return 503, _TEXT, b"no colour can serve\n"
+        return 200, _TEXT, b"ready\n"
 
     def describe() -> dict[str, object]:
         now = clock()
@@ -119,9 +96,18 @@ def admin_resource(
             "colors": colors,
         }
 
+    def status() -> tuple[int, bytes, bytes]:
+        return 200, b"application/json", json.dumps(describe(), indent=2).encode("utf-8") + b"\n"
+
+    def prometheus() -> tuple[int, bytes, bytes]:
+        # prometheus_client's own MetricsResource runs a WSGI app in a
+        # thread; rendering the text here is quick and keeps the admin tree
+        # testable in memory.
+        return 200, CONTENT_TYPE_LATEST.encode("ascii"), generate_latest(metrics.registry)
+
     root = Resource()
-    root.putChild(b"healthz", _Text(lambda: (200, b"ok\n")))
-    root.putChild(b"readyz", _Text(ready))
-    root.putChild(b"metrics", _Metrics(metrics))
-    root.putChild(b"status", _Status(describe))
+    root.putChild(b"healthz", _Answer(lambda: (200, _TEXT, b"ok\n")))
+    root.putChild(b"readyz", _Answer(ready))
+    root.putChild(b"metrics", _Answer(prometheus))
+    root.putChild(b"status", _Answer(status))
     return root

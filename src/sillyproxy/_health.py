@@ -53,7 +53,6 @@ class HealthChecker:
         self._clock = clock
         self._client_for = client_for
         self._loop: LoopingCall | None = None
-        self._streaks: dict[str, tuple[bool, int]] = {}
 
     def start(self) -> None:
         self._loop = LoopingCall(self.probe_all)
@@ -82,9 +81,12 @@ class HealthChecker:
     def _record(self, address: AddressPool, passed: bool) -> None:
         color = self._upstream.backend.color
         was_available = self._upstream.available
-        last, count = self._streaks.get(address.address, (passed, 0))
-        count = count + 1 if last == passed else 1
-        self._streaks[address.address] = (passed, count)
+        if address.probe_streak_passing == passed:
+            address.probe_streak += 1
+        else:
+            address.probe_streak_passing = passed
+            address.probe_streak = 1
+        count = address.probe_streak
         if address.probed_healthy and not passed and count >= FALL:
             address.probed_healthy = False
             _log.warn("{color}: {address} failed {n} health checks; out", color=color, address=address.address, n=count)

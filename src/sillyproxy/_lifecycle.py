@@ -96,6 +96,8 @@ class ProxyService(Service):
         )
         deadline = self._clock.callLater(self._drain_timeout, self._abort_the_rest)
         if self.port is not None:
+            # Our TCP ports drain again at the moment they close; this covers
+            # any other listening port (unix sockets reset their queue too).
             drain_accept_queue(self.port)
             # Fires once the socket is closed, by which time the connections
             # that queued meanwhile have been accepted too.

@@ -115,8 +115,11 @@ class AddressPool:
     connect_failures: int = 0
     ejected_until: float = 0.0
     ejections: int = 0
-    # Active health, from probes (always True without C_HEALTH).
+    # Active health, from probes (always True without C_HEALTH), and the
+    # current run of probe results: passing or not, and how many in a row.
     probed_healthy: bool = True
+    probe_streak_passing: bool = True
+    probe_streak: int = 0
 
     def usable(self, now: float) -> bool:
         return self.probed_healthy and self.ejected_until <= now

@@ -32,7 +32,6 @@ class ProxyRequest(Request):
     # memory to fill request.args, which a proxy never looks at.
     _parsePOSTFormSubmission = False
 
-    _refused = False
     _received = 0
 
     def gotLength(self, length: int | None) -> None:
@@ -42,10 +41,10 @@ class ProxyRequest(Request):
             # and don't invite the client to send it.
             self.requestHeaders.removeHeader(b"expect")
             self._refuse_too_large(limit)
-        super().gotLength(None if self._refused else length)
+        super().gotLength(None if self.channel.rejected else length)
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self._refused:
+        if self.channel.rejected:
             return
         limit = self.channel.site.max_body
         self._received += len(data)
@@ -57,7 +56,6 @@ class ProxyRequest(Request):
         self.content.write(data)
 
     def _refuse_too_large(self, limit: int) -> None:
-        self._refused = True
         self.channel.reject(
             413,
             b"Content Too Large",
@@ -73,7 +71,7 @@ class ProxyRequest(Request):
         Like twisted.web's, minus parsing the query and body into
         C{request.args}, which a proxy never reads.
         """
-        if self._refused or self.channel.rejected:
+        if self.channel.rejected:
             return
         self.content.seek(0, 0)
         self.args = {}
