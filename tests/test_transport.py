@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import deferLater
 
-from sillyproxy._transport import FastTCPReactor
+from sillyproxy._transport import _CORK_LIMIT, FastTCPReactor, _backend_read_size
 
 fast = FastTCPReactor(reactor)
 
@@ -180,3 +181,15 @@ def test_connections_queued_at_close_are_served_not_reset():  # type: ignore[no-
         answers.append(data)
         s.close()
     assert answers == [b"ping %d" % i for i in range(5)]
+
+
+@pytest.mark.parametrize("implementation", ["CPython", "PyPy"])
+def test_a_whole_backend_read_is_sent_in_one_go(implementation: str) -> None:
+    """
+    If a backend read is relayed during that read, then it fits the cork and
+    leaves in one send, and it stays under glibc's 128 KiB mmap threshold,
+    so no read costs a fresh mapping.
+    """
+    size = _backend_read_size(implementation)
+    assert 16 * 1024 <= size <= _CORK_LIMIT
+    assert size < 128 * 1024
