@@ -244,7 +244,7 @@ def test_problem_without_value() -> None:
         ({"SILLYPROXY_MAX_BODY": "10MiB"}, "max_body", 10 * 1024**2),
         ({}, "dns_refresh", 5.0),
         ({"SILLYPROXY_DNS_REFRESH": "0.5"}, "dns_refresh", 0.5),
-        ({}, "backend_keepalive", 32),
+        ({}, "backend_keepalive", 100),
         ({"SILLYPROXY_BACKEND_KEEPALIVE": "0"}, "backend_keepalive", 0),
         ({"SILLYPROXY_CONNECT_TIMEOUT": "2"}, "connect_timeout", 2.0),
         ({"SILLYPROXY_DRAIN_TIMEOUT": ""}, "drain_timeout", 8.0),

@@ -108,6 +108,16 @@ def test_malformed_requests_get_400(proxy: Twistd, recorder, raw: bytes, reason:
     assert len(resource.seen) == before
 
 
+@pytest_twisted.inlineCallbacks
+def test_request_arriving_a_byte_at_a_time_is_served(proxy: Twistd, recorder):  # type: ignore[no-untyped-def]
+    """If every CRLF of a valid request is split between two reads, then it is still served, not taken for bare LFs."""
+    resource, _ = recorder
+    raw = b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    answer, _ = yield deferToThread(exchange, proxy.port, raw, 0.002)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert [uri for _, uri, _ in resource.seen][-1] == b"/slow"
+
+
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 
 

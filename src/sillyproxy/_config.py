@@ -113,7 +113,7 @@ class Tunables:
 
     max_body: int = GIB
     dns_refresh: float = 5.0
-    backend_keepalive: int = 32
+    backend_keepalive: int = 100
     connect_timeout: float = 5.0
     response_timeout: float = 60.0
     idle_timeout: float = 60.0

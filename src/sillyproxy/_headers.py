@@ -55,10 +55,20 @@ def connection_named(headers: RawHeaders) -> frozenset[bytes]:
 
 
 def _without(
-    headers: Sequence[tuple[bytes, Sequence[bytes]]], dropped: frozenset[bytes]
-) -> list[tuple[bytes, Sequence[bytes]]]:
-    dropped = dropped | connection_named(headers)
-    return [(name, values) for name, values in headers if name.lower() not in dropped]
+    headers: RawHeaders, dropped: frozenset[bytes]
+) -> list[tuple[bytes, bytes, Sequence[bytes]]]:
+    """The headers not in C{dropped} nor named by Connection, as (lower-cased name, name, values)."""
+    kept = []
+    named: frozenset[bytes] = frozenset()
+    for name, values in headers:
+        lowered = name.lower()
+        if lowered not in dropped:
+            kept.append((lowered, name, values))
+        elif lowered == b"connection":
+            named = connection_named([(name, values)]) | named
+    if named:
+        kept = [header for header in kept if header[0] not in named]
+    return kept
 
 
 def for_backend(
@@ -79,13 +89,10 @@ def for_backend(
         unchanged.
     @param proto: C{b"http"} or C{b"https"}, how the client reached the proxy.
     """
-    headers = list(headers)
-    kept = _without(headers, _REQUEST_DROPPED)
     host: Sequence[bytes] = ()
     forwarded_for: list[bytes] = []
     result: list[tuple[bytes, Sequence[bytes]]] = []
-    for name, values in kept:
-        lowered = name.lower()
+    for lowered, name, values in _without(headers, _REQUEST_DROPPED):
         if lowered == b"x-forwarded-for":
             forwarded_for.extend(values)
             continue
@@ -110,4 +117,4 @@ def for_client(headers: RawHeaders) -> list[tuple[bytes, Sequence[bytes]]]:
     Hop-by-hop headers go.  Everything else, repeated headers such as
     Set-Cookie included, passes through unchanged.
     """
-    return _without(list(headers), _RESPONSE_DROPPED)
+    return [(name, values) for _, name, values in _without(headers, _RESPONSE_DROPPED)]
