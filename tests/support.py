@@ -177,12 +177,23 @@ class InMemoryProxy:
                 if quiet_rounds == 3:
                     return
 
-    def raw(self, data: bytes, max_body: int = 0) -> tuple[bytes, StringTransport]:
+    def raw(
+        self, data: bytes, max_body: int = 0, idle_timeout: float | None = None
+    ) -> tuple[bytes, StringTransport]:
         """
         Feed raw bytes to the proxy's Site and return what it wrote back,
         with the transport, to check framing and connection handling.
+
+        @param idle_timeout: if given, the Site's keep-alive idle timeout,
+            and the Site is started so that its sweep runs on the clock.
         """
-        site = ProxySite(self.resource, reactor=self.clock, max_body=max_body)
+        if idle_timeout is None:
+            site = ProxySite(self.resource, reactor=self.clock, max_body=max_body)
+        else:
+            site = ProxySite(
+                self.resource, reactor=self.clock, max_body=max_body, timeout=idle_timeout
+            )
+            site.doStart()
         protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.9", 40000))
         transport = TCPStringTransport(
             peerAddress=IPv4Address("TCP", "127.0.0.9", 40000),

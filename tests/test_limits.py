@@ -133,3 +133,67 @@ class RetirablePoolTests(SynchronousTestCase):
         returning = Quiescent()
         pool._putConnection(("http", b"h", 80), returning)
         self.assertTrue(returning.transport.disconnecting)
+
+    def test_idle_connections_close_after_the_idle_timeout(self) -> None:
+        """If a pooled connection idles past the timeout, then it is closed; one in use meanwhile is not."""
+        from twisted.internet.task import Clock
+
+        clock = Clock()
+        pool = RetirablePool(clock, persistent=True)
+        pool.cachedConnectionTimeout = 30
+        key = ("http", b"h", 80)
+        first, second = Quiescent(), Quiescent()
+        pool._putConnection(key, first)
+        clock.advance(20)
+        pool._putConnection(key, second)
+        clock.advance(9)
+        self.assertFalse(first.transport.disconnecting, "closed before its 30 s were up")
+        clock.advance(9)  # 38 s: past 30 s and the quarter a sweep may lag
+        self.assertTrue(first.transport.disconnecting)
+        self.assertFalse(second.transport.disconnecting)
+        self.assertEqual(pool.idle_connections(), 1)
+        clock.advance(30)
+        self.assertTrue(second.transport.disconnecting)
+        self.assertEqual(pool.idle_connections(), 0)
+        self.assertEqual(clock.getDelayedCalls(), [], "the sweep stops when nothing idles")
+
+    def test_idle_connections_beyond_the_limit_close_oldest_first(self) -> None:
+        """If more connections go idle than the pool keeps, then the oldest idle one is closed."""
+        from twisted.internet.task import Clock
+
+        pool = RetirablePool(Clock(), persistent=True)
+        pool.maxPersistentPerHost = 2
+        key = ("http", b"h", 80)
+        connections = [Quiescent() for _ in range(3)]
+        for connection in connections:
+            pool._putConnection(key, connection)
+        self.assertEqual([c.transport.disconnecting for c in connections], [True, False, False])
+        self.assertEqual(pool.idle_connections(), 2)
+
+
+class IdleClientTests(SynchronousTestCase):
+    def test_idle_keep_alive_connection_closes_after_the_idle_timeout(self) -> None:
+        """If a keep-alive client sends nothing after a response for the idle timeout, then the proxy closes the connection."""
+        proxy = InMemoryProxy(backends=[(BLUE, CaptureResource())])
+        written, transport = proxy.raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", idle_timeout=20)
+        self.assertTrue(written.startswith(b"HTTP/1.1 200 "), written)
+        proxy.clock.advance(19)
+        self.assertFalse(transport.disconnecting)
+        # A request in time resets the wait.
+        transport.clear()
+        transport.protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        proxy.flush()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        proxy.clock.advance(19)
+        self.assertFalse(transport.disconnecting)
+        proxy.clock.advance(6)  # past 20 s and the quarter the sweep may lag
+        self.assertTrue(transport.disconnecting)
+
+    def test_connection_busy_with_a_request_is_not_idle(self) -> None:
+        """If the backend takes longer than the idle timeout to answer, then the client connection stays open."""
+        agent = ScriptedAgent()
+        proxy = InMemoryProxy(agent=agent, extra_backends=[BLUE])
+        _, transport = proxy.raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", idle_timeout=20)
+        self.assertEqual(len(agent.calls), 1)
+        proxy.clock.advance(50)
+        self.assertFalse(transport.disconnecting)

@@ -131,17 +131,18 @@ class ForwardingResource(Resource):
         self._clock = clock
         self._response_timeout = response_timeout
         self._idle_timeout = idle_timeout
-        # Requests waiting for response headers, checked by one sweep rather
-        # than a timer each.
+        # Requests waiting for response headers, and response bodies still
+        # arriving, checked by one sweep rather than a timer each.
         self.waiting: set[_Exchange] = set()
+        self.streaming: set[BodyRelay] = set()
         self._sweep: IDelayedCall | None = None
         self._access_log = access_log if access_log is not None else AccessLog(clock)
 
     def sweep_for_slow_responses(self) -> None:
-        """Keep one timer running while any request waits for its response headers."""
-        if self._sweep is None and self.waiting:
+        """Keep one timer running while any request waits for its response headers or body."""
+        if self._sweep is None and (self.waiting or self.streaming):
             # Enforced to within a quarter of the timeout, or a second.
-            interval = min(1.0, self._response_timeout / 4)
+            interval = min(1.0, self._response_timeout / 4, self._idle_timeout / 4)
             self._sweep = self._clock.callLater(interval, self._check_waiting)
 
     def _check_waiting(self) -> None:
@@ -149,6 +150,8 @@ class ForwardingResource(Resource):
         now = self._clock.seconds()
         for exchange in [e for e in self.waiting if e.response_deadline <= now]:
             exchange.response_too_slow()
+        for relay in list(self.streaming):
+            relay.check_stalled(now)
         self.sweep_for_slow_responses()
 
     def render(self, request: Request) -> bytes | int:
@@ -189,7 +192,9 @@ class _Exchange:
 
     def start(self) -> None:
         request = self._request
-        request.notifyFinish().addBoth(self._log_finished)
+        # Told when the request finishes or its client leaves, as the
+        # Deferred notifyFinish would make would be, without making one.
+        request.notifications.append(self)  # type: ignore[arg-type]
 
         if request.method == b"CONNECT":
             request.responseHeaders.setRawHeaders(b"allow", [_ALLOW])
@@ -280,16 +285,14 @@ class _Exchange:
             and response.code not in _BODYLESS_STATUS
         ):
             outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
+        resource = self._resource
         self._relay = BodyRelay(
-            request,
-            self._backend,
-            self._set_outcome,
-            self._resource._clock,
-            self._resource._idle_timeout,
+            request, self._backend, self._set_outcome, resource.streaming, resource._idle_timeout
         )
         response.deliverBody(self._relay)
         # A body that arrived with the headers has already been relayed.
-        self._relay.watch_for_stalls()
+        self._relay.watch_for_stalls(resource._clock.seconds())
+        resource.sweep_for_slow_responses()
 
     def _fail(self, failure: Failure) -> None:
         self._pending = None
@@ -346,6 +349,14 @@ class _Exchange:
         self._outcome = outcome
         kind = "timeout" if "stalled" in outcome else "reset"
         self._resource._metrics.upstream_failed(self._backend.color, kind)
+
+    def callback(self, result: None) -> None:
+        """The response has been sent."""
+        self._log_finished(result)
+
+    def errback(self, reason: Failure) -> None:
+        """The client connection was lost first."""
+        self._log_finished(reason)
 
     def _log_finished(self, result: object) -> None:
         request = self._request

@@ -5,7 +5,7 @@ from __future__ import annotations
 from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.abstract import isIPv6Address
 from twisted.web import client
 from twisted.web._newclient import HTTP11ClientProtocol
@@ -30,15 +30,33 @@ class _QuietClientFactory(client._HTTP11ClientFactory):
     noisy = False
 
 
+class _IdleSince:
+    """When a pooled connection went idle; stands where the pool expects its timer."""
+
+    __slots__ = ("since",)
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+
+    def cancel(self) -> None:
+        # Taking the connection out of the pool is all it takes.
+        pass
+
+
 class RetirablePool(client.HTTPConnectionPool):
     """
     An HTTPConnectionPool whose connections start silently and which can be
     retired: once an address leaves DNS, its idle connections close at once
     and connections that finish their request close instead of idling.
+
+    Idle connections are closed after C{cachedConnectionTimeout} seconds
+    (up to a quarter more) by one sweep, not by a timer set and cancelled
+    around every request.
     """
 
     _factory = _QuietClientFactory
     retired = False
+    _sweep: IDelayedCall | None = None
 
     def retire(self) -> Deferred[None]:
         self.retired = True
@@ -51,7 +69,39 @@ class RetirablePool(client.HTTPConnectionPool):
         if self.retired:
             connection.transport.loseConnection()
             return
-        super()._putConnection(key, connection)
+        if connection.state != "QUIESCENT":
+            # Twisted's own method logs this as a bug; let it.
+            super()._putConnection(key, connection)
+            return
+        idle = self._connections.setdefault(key, [])
+        if len(idle) >= self.maxPersistentPerHost:
+            oldest = idle.pop(0)
+            del self._timeouts[oldest]
+            oldest.transport.loseConnection()
+        idle.append(connection)
+        self._timeouts[connection] = _IdleSince(self._reactor.seconds())
+        if self._sweep is None:
+            self._sweep = self._reactor.callLater(
+                self.cachedConnectionTimeout / 4, self._close_expired
+            )
+
+    def _close_expired(self) -> None:
+        self._sweep = None
+        expired = self._reactor.seconds() - self.cachedConnectionTimeout
+        for key, idle in list(self._connections.items()):
+            for connection in list(idle):
+                if self._timeouts[connection].since <= expired:
+                    self._removeConnection(key, connection)
+        if self._timeouts:
+            self._sweep = self._reactor.callLater(
+                self.cachedConnectionTimeout / 4, self._close_expired
+            )
+
+    def closeCachedConnections(self) -> Deferred[None]:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        return super().closeCachedConnections()
 
 
 @implementer(IAgent)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,6 +28,10 @@ class BodyRelay(Protocol):
     the backend socket, so a slow client stops reads from the backend
     instead of filling memory; knowing when it is paused also tells a
     stalled backend (abort after C{idle_timeout}) from a slow client (wait).
+
+    @param watching: the relays whose bodies are still arriving; the relay
+        is in it from L{watch_for_stalls} until its body ends, and whoever
+        holds it calls L{check_stalled} now and then.
     """
 
     def __init__(
@@ -35,27 +39,29 @@ class BodyRelay(Protocol):
         request: Request,
         backend: Backend,
         finished: Callable[[str], None],
-        clock: IReactorTime,
+        watching: set[BodyRelay],
         idle_timeout: float,
     ) -> None:
         self._request = request
         self._backend = backend
         self._finished = finished
-        self._clock = clock
+        self._watching = watching
         self._idle_timeout = idle_timeout
         self._paused = False
         self._chunks = 0
-        self._chunks_at_last_check = -1
-        self._watch: IDelayedCall | None = None
+        self._chunks_seen = 0
+        self._progress_at = 0.0
         self._done = False
 
     def connectionMade(self) -> None:
         self._request.registerProducer(self, True)
 
-    def watch_for_stalls(self) -> None:
-        """Start the stall check, unless the body already ended (the usual case for a small one)."""
+    def watch_for_stalls(self, now: float) -> None:
+        """Join the watched relays, unless the body already ended (the usual case for a small one)."""
         if not self._done:
-            self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
+            self._progress_at = now
+            self._chunks_seen = self._chunks
+            self._watching.add(self)
 
     def dataReceived(self, data: bytes) -> None:
         self._chunks += 1
@@ -72,12 +78,15 @@ class BodyRelay(Protocol):
     def stopProducing(self) -> None:
         self.transport.stopProducing()
 
-    def _check_stalled(self) -> None:
-        self._watch = None
-        if self._paused or self._chunks != self._chunks_at_last_check:
-            self._chunks_at_last_check = self._chunks
-            self._watch = self._clock.callLater(self._idle_timeout, self._check_stalled)
+    def check_stalled(self, now: float) -> None:
+        """Abort if the backend has sent nothing for the idle timeout while the client kept up."""
+        if self._paused or self._chunks != self._chunks_seen:
+            self._chunks_seen = self._chunks
+            self._progress_at = now
             return
+        if now - self._progress_at < self._idle_timeout:
+            return
+        self._watching.discard(self)
         _log.warn(
             "{color} backend sent nothing for {seconds}s mid-body; aborting",
             color=self._backend.color,
@@ -90,17 +99,13 @@ class BodyRelay(Protocol):
 
     def abandon(self) -> None:
         """The client left: close the backend connection rather than drain it."""
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+        self._watching.discard(self)
         if self.transport is not None:
             self.transport.stopProducing()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._done = True
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+        self._watching.discard(self)
         request = self._request
         if request.channel is None:
             # The client went first; its connectionLost already stopped us.

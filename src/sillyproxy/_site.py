@@ -108,6 +108,10 @@ class ProxyChannel(HTTPChannel):
     # When the current request's headers began to arrive (clock seconds),
     # while they are still arriving; the site's sweep enforces the limit.
     header_started: float | None = None
+    # Since when (clock seconds) the connection has waited for a request,
+    # between a response and the next request's first byte; the site's
+    # sweep closes it after the idle timeout.
+    idle_since: float | None = None
     # True from the connection's start, and again after each response,
     # until a request's headers are complete.
     _reading_headers = True
@@ -119,7 +123,7 @@ class ProxyChannel(HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.channel_opened(self)
-        self.header_started = self.site.reactor.seconds()
+        self.header_started = self.idle_since = self.site.reactor.seconds()
 
     def connectionLost(self, reason: Failure) -> None:
         self.header_started = None
@@ -158,6 +162,7 @@ class ProxyChannel(HTTPChannel):
             return
         if self._reading_headers:
             self._request_started = True
+            self.idle_since = None
             if self.header_started is None:
                 self.header_started = self.site.reactor.seconds()
             if self.line_mode and b"\n" in data:
@@ -220,6 +225,8 @@ class ProxyChannel(HTTPChannel):
     def requestDone(self, request: Request) -> None:
         self._reading_headers = True
         self._request_started = False
+        if self.persistent:
+            self.idle_since = self.site.reactor.seconds()
         super().requestDone(request)
 
     def headers_too_slow(self) -> None:
@@ -282,6 +289,11 @@ class ProxySite(Site):
         super().__init__(resource, **kwargs)  # type: ignore[arg-type]
         self.max_body = max_body
         self.header_timeout = header_timeout
+        # twisted.web's idle timeout (the Site's timeout argument), enforced
+        # by the sweep below rather than by a timer each channel sets and
+        # cancels around every request.
+        self.idle_timeout = self.timeOut
+        self.timeOut = None
         self.draining = False
         self.channels: set[ProxyChannel] = set()
         self._on_idle: list[Callable[[], None]] = []
@@ -289,12 +301,14 @@ class ProxySite(Site):
 
     def startFactory(self) -> None:
         super().startFactory()
-        if self.header_timeout and self._sweep is None:
+        limits = [limit for limit in (self.header_timeout, self.idle_timeout) if limit]
+        if limits and self._sweep is None:
             # One sweep for all connections instead of a timer per request:
-            # the limit is enforced to within a quarter of itself (or 1 s).
-            self._sweep = LoopingCall(self._sweep_slow_headers)
+            # each limit is enforced to within a quarter of the shortest
+            # (or 1 s).
+            self._sweep = LoopingCall(self._sweep_channels)
             self._sweep.clock = self.reactor
-            self._sweep.start(min(1.0, self.header_timeout / 4), now=False)
+            self._sweep.start(min(1.0, min(limits) / 4), now=False)
 
     def stopFactory(self) -> None:
         if self._sweep is not None and self._sweep.running:
@@ -302,12 +316,21 @@ class ProxySite(Site):
         self._sweep = None
         super().stopFactory()
 
-    def _sweep_slow_headers(self) -> None:
-        deadline = self.reactor.seconds() - self.header_timeout
+    def _sweep_channels(self) -> None:
+        now = self.reactor.seconds()
+        headers_due = now - self.header_timeout if self.header_timeout else None
+        idle_due = now - self.idle_timeout if self.idle_timeout else None
         for channel in list(self.channels):
             started = channel.header_started
-            if started is not None and started <= deadline:
+            if headers_due is not None and started is not None and started <= headers_due:
                 channel.headers_too_slow()
+                continue
+            idle = channel.idle_since
+            if idle_due is not None and idle is not None and idle <= idle_due:
+                channel.idle_since = None
+                # twisted.web's own response to its idle timeout: a log
+                # line, a clean close, and an abort if that hangs.
+                channel.timeoutConnection()
 
     def channel_opened(self, channel: ProxyChannel) -> None:
         self.channels.add(channel)
