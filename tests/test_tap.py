@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import io
+from unittest import SkipTest
 
-from sillyproxy._lifecycle import ProxyService
 from twisted.trial.unittest import SynchronousTestCase
 
 from sillyproxy._config import parse_config
+from sillyproxy._lifecycle import (
+    YOUNG_COLLECTION_THRESHOLD,
+    ProxyService,
+    tune_garbage_collector,
+)
 from sillyproxy.tap import Options, makeService, routing_table
 
 
@@ -75,3 +81,19 @@ class MakeServiceTests(SynchronousTestCase):
         options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
         service = makeService(options)
         self.assertIsInstance(service, ProxyService)
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    def test_collector_tuned_for_a_long_running_server(self) -> None:
+        """If the proxy has started, then what start-up built is out of the collector's sight and young collections are rarer."""
+        if not hasattr(gc, "freeze"):
+            raise SkipTest("PyPy's collector is tuned with PYPY_GC_* instead")
+        before = gc.get_threshold()
+        try:
+            tune_garbage_collector()
+            self.assertEqual(gc.get_threshold()[0], YOUNG_COLLECTION_THRESHOLD)
+            self.assertGreater(YOUNG_COLLECTION_THRESHOLD, before[0])
+            self.assertGreater(gc.get_freeze_count(), 1000)
+        finally:
+            gc.unfreeze()
+            gc.set_threshold(*before)

@@ -21,7 +21,7 @@ from ._admin import admin_resource
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
 from ._health import HealthChecker
-from ._lifecycle import ProxyService
+from ._lifecycle import ProxyService, tune_garbage_collector
 from ._metrics import ProxyMetrics
 from ._pool import address_pool_factory
 from ._routing import Router
@@ -176,4 +176,5 @@ def makeService(options: Options) -> IService:
         description=config.listen,
         routing=routing_table(config),
         admin=admin,
+        on_started=tune_garbage_collector,
     )
