@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -40,6 +40,17 @@ def _client_ip(address: IAddress) -> bytes | None:
 def _client_label(address: IAddress) -> str:
     host = getattr(address, "host", None)
     return host if isinstance(host, str) else "-"
+
+
+def _copy_into(headers: Headers, pairs: Iterable[tuple[bytes, Sequence[bytes]]]) -> None:
+    """
+    Set C{pairs} on C{headers}, whose names are already in the canonical
+    case and whose values are already free of line breaks: they were read
+    from another L{Headers}, or made by L{for_backend}.  setRawHeaders would
+    check and convert each again, a noticeable share of a proxied request.
+    Headers keeps them in C{_rawHeaders} in this form (Twisted 24.7 on).
+    """
+    headers._rawHeaders.update(pairs)
 
 
 def _has_body(request: Request) -> bool:
@@ -230,15 +241,15 @@ class _Exchange:
         metrics.request_started(backend.color)
         self._backend = backend
         self._tried.append(backend.color)
-        headers = Headers(
-            dict(
-                for_backend(
-                    request.requestHeaders.getAllRawHeaders(),
-                    backend.color.encode("ascii"),
-                    _client_ip(request.getClientAddress()),
-                    b"https" if request.isSecure() else b"http",
-                )
-            )
+        headers = Headers()
+        _copy_into(
+            headers,
+            for_backend(
+                request.requestHeaders.getAllRawHeaders(),
+                backend.color.encode("ascii"),
+                _client_ip(request.getClientAddress()),
+                b"https" if request.isSecure() else b"http",
+            ),
         )
         body = None
         if _has_body(request):
@@ -273,8 +284,7 @@ class _Exchange:
         request = self._request
         request.setResponseCode(response.code, response.phrase)
         outgoing = request.responseHeaders
-        for name, values in for_client(response.headers.getAllRawHeaders()):
-            outgoing.setRawHeaders(name, values)
+        _copy_into(outgoing, for_client(response.headers.getAllRawHeaders()))
         if not response.headers.hasHeader(b"date"):
             # RFC 9110 section 6.6.1: a recipient with a clock adds Date to a
             # response it forwards without one.
