@@ -1,14 +1,14 @@
-"""Tests of bounded memory and disk: body limits, backpressure, and retired connection pools."""
+"""Tests of bounded memory and disk: body limits, backpressure, and the backend and client connection pools."""
 
 from __future__ import annotations
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
-from sillyproxy._pool import RetirablePool
+from sillyproxy._pool import AddressAgent, RetirablePool
 from sillyproxy._site import LINGER_SECONDS
 
 from .support import CaptureResource, InMemoryProxy, ScriptedAgent, backend
@@ -197,3 +197,49 @@ class IdleClientTests(SynchronousTestCase):
         self.assertEqual(len(agent.calls), 1)
         proxy.clock.advance(50)
         self.assertFalse(transport.disconnecting)
+
+
+class Pooled(Quiescent):
+    """A pooled connection that records the requests sent over it."""
+
+    def __init__(self, state: str = "QUIESCENT") -> None:
+        super().__init__()
+        self.state = state
+        self.requests: list[object] = []
+
+    def request(self, request):  # type: ignore[no-untyped-def]
+        self.requests.append(request)
+        return Deferred()
+
+
+class CountingEndpoint:
+    """An endpoint whose connections never complete; it counts the attempts."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def connect(self, factory):  # type: ignore[no-untyped-def]
+        self.attempts += 1
+        return Deferred()
+
+
+class AddressAgentTests(SynchronousTestCase):
+    ORIGIN = b"http://h:80"
+
+    def make(self, *pooled: Pooled):  # type: ignore[no-untyped-def]
+        from twisted.internet.task import Clock
+
+        pool = RetirablePool(Clock(), persistent=True)
+        for connection in pooled:
+            pool._putConnection(self.ORIGIN, connection)
+        endpoint = CountingEndpoint()
+        return AddressAgent(pool, endpoint, self.ORIGIN), pool, endpoint
+
+    def test_unsendable_request_fails_without_taking_a_connection(self) -> None:
+        """If the method is not a valid token, then the request fails and the idle connection stays pooled."""
+        idle = Pooled()
+        agent, pool, endpoint = self.make(idle)
+        failure = self.failureResultOf(agent.request(b"GE T", self.ORIGIN + b"/x"), ValueError)
+        self.assertIn("method", str(failure.value).lower())
+        self.assertEqual(idle.requests, [])
+        self.assertEqual(pool.idle_connections(), 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from attrs import define
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.abstract import isIPv6Address
@@ -142,13 +142,17 @@ class AddressAgent:
             headers = Headers()
         if not headers.hasHeader(b"host"):
             headers.addRawHeader(b"host", self._host)
-        persistent = self._pool.persistent
+        try:
+            # Checks the method and target bytes, before a connection is
+            # taken out of the pool for a request that cannot be sent.
+            request = ClientRequest._construct(
+                method, target, headers, bodyProducer, self._pool.persistent
+            )
+        except Exception:
+            return fail()
 
         def send(connection: HTTP11ClientProtocol) -> Deferred[IResponse]:
-            # ClientRequest checks the method and target bytes itself.
-            return connection.request(
-                ClientRequest._construct(method, target, headers, bodyProducer, persistent)
-            )
+            return connection.request(request)
 
         return self._pool.getConnection(self._key, self._endpoint).addCallback(send)
 
