@@ -20,6 +20,7 @@ from ._config import Backend
 from ._failures import UpstreamFailure, classify
 from ._headers import for_backend, for_client
 from ._routing import Router
+from ._site import ProxyRequest
 from ._target import join_target, origin_form
 from ._relay import BodyRelay
 from ._upload import ReceivedBodyProducer
@@ -168,9 +169,11 @@ class ForwardingResource(Resource):
     def render(self, request: Request) -> bytes | int:
         started = self._clock.seconds()
         # The proxy speaks for the backend: it neither advertises itself nor
-        # invents a Content-Type the backend did not send.
-        request.responseHeaders.removeHeader(b"server")
-        request.responseHeaders.removeHeader(b"date")
+        # invents a Content-Type the backend did not send.  (A ProxyRequest
+        # sets no Server or Date to begin with.)
+        if not isinstance(request, ProxyRequest):
+            request.responseHeaders.removeHeader(b"server")
+            request.responseHeaders.removeHeader(b"date")
         request.defaultContentType = None
         state = _Exchange(self, request, started)
         state.start()

@@ -111,7 +111,9 @@ class BodyRelay(Protocol):
             # The client went first; its connectionLost already stopped us.
             return
         request.unregisterProducer()
-        if reason.check(ResponseDone, PotentialDataLoss):
+        # isinstance, not reason.check: check walks the class names of the
+        # exception's ancestry, for the end of every response.
+        if isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
             request.finish()
             return
         # A body cut short must not look complete: without the final chunk or
