@@ -24,3 +24,4 @@ cd "$root"
 .venv/bin/python bench/run.py "$@"
 .venv/bin/python bench/memory.py
 .venv/bin/python bench/load.py
+.venv/bin/python bench/floor.py
