@@ -75,6 +75,33 @@ def test_batched_writes_arrive_in_order():  # type: ignore[no-untyped-def]
     yield port.stopListening()
 
 
+class Ticker(Protocol):
+    """Writes from a timer, not while handling a read: small, large, then small again."""
+
+    PIECES = [b"tick", bytes(range(256)) * 160, b"tock"]
+
+    def connectionMade(self) -> None:
+        reactor.callLater(0.05, self.write_pieces)
+
+    def write_pieces(self) -> None:
+        for piece in self.PIECES:
+            self.transport.write(piece)
+
+
+@pytest_twisted.inlineCallbacks
+def test_writes_outside_a_read_are_sent_in_order():  # type: ignore[no-untyped-def]
+    """If a protocol writes from a timer, mixing pieces held for the end of the turn with one sent at once, then all arrive, in order."""
+    port = listen(Ticker)
+    expected = b"".join(Ticker.PIECES)
+    collector = Collect(len(expected))
+    connect(port, collector)
+    client = yield collector.made
+    received = yield collector.done
+    assert received == expected
+    client.transport.loseConnection()
+    yield port.stopListening()
+
+
 class Pausing(Protocol):
     """Pauses its own transport on connection; the test decides when to resume."""
 
