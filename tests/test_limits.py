@@ -202,9 +202,8 @@ class IdleClientTests(SynchronousTestCase):
 class Pooled(Quiescent):
     """A pooled connection that records the requests sent over it."""
 
-    def __init__(self, state: str = "QUIESCENT") -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.state = state
         self.requests: list[object] = []
 
     def request(self, request):  # type: ignore[no-untyped-def]
@@ -212,34 +211,18 @@ class Pooled(Quiescent):
         return Deferred()
 
 
-class CountingEndpoint:
-    """An endpoint whose connections never complete; it counts the attempts."""
-
-    def __init__(self) -> None:
-        self.attempts = 0
-
-    def connect(self, factory):  # type: ignore[no-untyped-def]
-        self.attempts += 1
-        return Deferred()
-
-
 class AddressAgentTests(SynchronousTestCase):
-    ORIGIN = b"http://h:80"
-
-    def make(self, *pooled: Pooled):  # type: ignore[no-untyped-def]
-        from twisted.internet.task import Clock
-
-        pool = RetirablePool(Clock(), persistent=True)
-        for connection in pooled:
-            pool._putConnection(self.ORIGIN, connection)
-        endpoint = CountingEndpoint()
-        return AddressAgent(pool, endpoint, self.ORIGIN), pool, endpoint
-
     def test_unsendable_request_fails_without_taking_a_connection(self) -> None:
         """If the method is not a valid token, then the request fails and the idle connection stays pooled."""
+        from twisted.internet.task import Clock
+
+        origin = b"http://h:80"
+        pool = RetirablePool(Clock(), persistent=True)
         idle = Pooled()
-        agent, pool, endpoint = self.make(idle)
-        failure = self.failureResultOf(agent.request(b"GE T", self.ORIGIN + b"/x"), ValueError)
+        pool._putConnection(origin, idle)
+        # Never dialled: the pool has an idle connection for the key.
+        agent = AddressAgent(pool, endpoint=object(), origin=origin)  # type: ignore[arg-type]
+        failure = self.failureResultOf(agent.request(b"GE T", origin + b"/x"), ValueError)
         self.assertIn("method", str(failure.value).lower())
         self.assertEqual(idle.requests, [])
         self.assertEqual(pool.idle_connections(), 1)

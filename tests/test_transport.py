@@ -211,11 +211,11 @@ def test_connections_queued_at_close_are_served_not_reset():  # type: ignore[no-
 
 
 @pytest.mark.parametrize("implementation", ["CPython", "PyPy"])
-def test_a_whole_backend_read_is_sent_in_one_go(implementation: str) -> None:
+def test_backend_read_size_fits_the_cork_and_avoids_mmap(implementation: str) -> None:
     """
-    If a backend read is relayed during that read, then it fits the cork and
-    leaves in one send, and it stays under glibc's 128 KiB mmap threshold,
-    so no read costs a fresh mapping.
+    If either Python reads a backend, then a whole read fits the cork (so a
+    relayed read is never split onto twisted's buffered path), and it stays
+    under glibc's 128 KiB mmap threshold, so no read costs a fresh mapping.
     """
     size = _backend_read_size(implementation)
     assert 16 * 1024 <= size <= _CORK_LIMIT

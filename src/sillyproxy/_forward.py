@@ -206,8 +206,8 @@ class _Exchange:
 
     def start(self) -> None:
         request = self._request
-        # Told when the request finishes or its client leaves, as the
-        # Deferred notifyFinish would make would be, without making one.
+        # Told when the request finishes or its client leaves, as a Deferred
+        # from notifyFinish would be, without making one per request.
         request.notifications.append(self)  # type: ignore[arg-type]
 
         if request.method == b"CONNECT":
@@ -285,26 +285,27 @@ class _Exchange:
         self._pending = None
         self._stop_timer()
         request = self._request
+        resource = self._resource
+        now = resource._clock.seconds()
         request.setResponseCode(response.code, response.phrase)
         outgoing = request.responseHeaders
         _copy_into(outgoing, for_client(response.headers.getAllRawHeaders()))
         if not response.headers.hasHeader(b"date"):
             # RFC 9110 section 6.6.1: a recipient with a clock adds Date to a
             # response it forwards without one.
-            outgoing.setRawHeaders(b"date", [http_date(self._resource._clock.seconds())])
+            outgoing.setRawHeaders(b"date", [http_date(now)])
         if (
             response.length is not UNKNOWN_LENGTH
             and request.method != b"HEAD"
             and response.code not in _BODYLESS_STATUS
         ):
             outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
-        resource = self._resource
         self._relay = BodyRelay(
             request, self._backend, self._set_outcome, resource.streaming, resource._idle_timeout
         )
         response.deliverBody(self._relay)
         # A body that arrived with the headers has already been relayed.
-        self._relay.watch_for_stalls(resource._clock.seconds())
+        self._relay.watch_for_stalls(now)
         resource.sweep_for_slow_responses()
 
     def _fail(self, failure: Failure) -> None:
