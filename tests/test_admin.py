@@ -7,22 +7,23 @@ import json
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from sillyproxy._admin import admin_resource
 from sillyproxy._metrics import ProxyMetrics
 from sillyproxy._site import ProxySite
 
-from .support import CaptureResource, InMemoryProxy, backend
+from .support import AgentUpstream, CaptureResource, InMemoryProxy, ScriptedAgent, backend, failing_agent
 
 
-class Unavailable:
-    available = False
-    addresses = ()
+def unavailable() -> AgentUpstream:
+    return AgentUpstream(ScriptedAgent(), available=False)
 
 
 class AdminTests(SynchronousTestCase):
     def setUp(self) -> None:
+        self.clock = Clock()
         self.blue = CaptureResource(body=b"fine")
         self.green = CaptureResource(status=500, body=b"broken")
         self.proxy = InMemoryProxy(
@@ -31,14 +32,11 @@ class AdminTests(SynchronousTestCase):
                 (backend("green", "http://g:1", 1), self.green),
             ],
             seed=3,
+            metrics_for=lambda router: ProxyMetrics(
+                CollectorRegistry(), router, "9.9.9", lambda: {"client": 2, "backend": 1}, self.clock.seconds
+            ),
         )
-        self.metrics = ProxyMetrics(
-            CollectorRegistry(), self.proxy.router, "9.9.9", lambda: {"client": 2, "backend": 1}, self.proxy.clock.seconds
-        )
-        # Feed finished requests to the metrics, as the tap does.
-        self.proxy.resource._metrics = self.metrics
-        access = self.proxy.resource._access_log
-        self.proxy.resource._access_log = lambda record: (self.metrics.observe(record), access(record))
+        self.metrics = self.proxy.metrics
         self.site = ProxySite(None)
         self.admin = StubTreq(
             admin_resource(self.metrics, self.proxy.router, self.site, self.proxy.clock.seconds, "9.9.9", "tcp:8080")
@@ -109,7 +107,7 @@ class AdminTests(SynchronousTestCase):
         self.site.draining = True
         self.assertEqual(self.fetch("/readyz"), (503, b"draining\n"))
         self.site.draining = False
-        self.proxy.router.agents = {"blue": Unavailable(), "green": Unavailable()}
+        self.proxy.router.upstreams = {"blue": unavailable(), "green": unavailable()}
         self.assertEqual(self.fetch("/readyz"), (503, b"no colour can serve\n"))
 
     def test_status(self) -> None:
@@ -129,9 +127,10 @@ class AdminTests(SynchronousTestCase):
         """If a backend refuses, then sillyproxy_upstream_errors_total counts it with reason connect."""
         from twisted.internet.error import ConnectionRefusedError
 
-        from .support import failing_agent
-
-        self.proxy.router.agents = {"blue": failing_agent(ConnectionRefusedError()), "green": failing_agent(ConnectionRefusedError())}
+        self.proxy.router.upstreams = {
+            "blue": AgentUpstream(failing_agent(ConnectionRefusedError())),
+            "green": AgentUpstream(failing_agent(ConnectionRefusedError())),
+        }
         self.traffic(3)
         _, body = self.fetch("/metrics")
         errors = {

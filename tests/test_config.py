@@ -249,7 +249,14 @@ def test_problem_without_value() -> None:
         ({"SILLYPROXY_CONNECT_TIMEOUT": "2"}, "connect_timeout", 2.0),
         ({"SILLYPROXY_DRAIN_TIMEOUT": ""}, "drain_timeout", 8.0),
         ({"SILLYPROXY_ACCESS_LOG": "JSON"}, "access_log", "json"),
-        ({"SILLYPROXY_ADMIN_LISTEN": "none"}, "admin_listen", "none"),
+        ({"SILLYPROXY_ADMIN_LISTEN": "none"}, "admin_listen", None),
+        ({"SILLYPROXY_ADMIN_LISTEN": " None "}, "admin_listen", None),
+        ({"SILLYPROXY_ADMIN_LISTEN": "tcp:9000"}, "admin_listen", "tcp:9000"),
+        ({}, "fast_transport", True),
+        ({"SILLYPROXY_FAST_TRANSPORT": "0"}, "fast_transport", False),
+        ({"SILLYPROXY_FAST_TRANSPORT": "off"}, "fast_transport", False),
+        ({"SILLYPROXY_FAST_TRANSPORT": "1"}, "fast_transport", True),
+        ({"SILLYPROXY_FAST_TRANSPORT": "   "}, "fast_transport", True),
     ],
 )
 def test_tunables(environ: dict[str, str], attribute: str, value: object) -> None:
@@ -269,6 +276,7 @@ def test_tunables(environ: dict[str, str], attribute: str, value: object) -> Non
         ("SILLYPROXY_IDLE_TIMEOUT", "inf", "must be more than 0 and at most 86400 seconds"),
         ("SILLYPROXY_BACKEND_KEEPALIVE", "-1", "must be a whole number from 0 to 100000"),
         ("SILLYPROXY_ACCESS_LOG", "xml", "must be text, json or off"),
+        ("SILLYPROXY_FAST_TRANSPORT", "maybe", "must be 1 or 0"),
         ("BLUE_HEALTH", "healthz", "must be an ASCII path starting with /"),
     ],
 )
@@ -286,3 +294,21 @@ def test_health_path() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"GREEN_HEALTH": "/healthz"})
     assert str(caught.value) == "GREEN_HEALTH='/healthz': set, but GREEN (the backend URL) is not"
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"BLUE": "http://b", "BLUE_WEIGHT": "  "},
+        {"BLUE": "http://b", "BLUE_HEALTH": "\t"},
+        {"BLUE": "http://b", "GREEN": "   ", "GREEN_WEIGHT": " "},
+        {"BLUE": "http://b", "SILLYPROXY_LISTEN": "  ", "SILLYPROXY_MAX_BODY": " "},
+    ],
+)
+def test_whitespace_only_is_unset(environ: dict[str, str]) -> None:
+    """If any variable holds only whitespace, then it counts as unset, the same for every variable."""
+    config = parse_config(environ)
+    assert [(b.color, b.weight, b.health_path) for b in config.backends] == [("blue", 1, None)]
+    assert config.unserved == ("green",)
+    assert config.listen == "tcp:8080"
+    assert config.tunables.max_body == 1024**3

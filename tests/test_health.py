@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from sillyproxy._address import BackendAddress
 from sillyproxy._health import HealthChecker
-from sillyproxy._pool import AddressPool
-from sillyproxy._upstream import Upstream
+from sillyproxy._upstream import ResolvingUpstream
 
 from .support import ScriptedAgent, backend
 from .test_upstream import FakeResolver
@@ -37,9 +37,12 @@ class FakeClient:
         self.address = address
         self.urls: list[str] = []
 
-    def get(self, url: str, timeout: float):  # type: ignore[no-untyped-def]
+    def get(self, url: str):  # type: ignore[no-untyped-def]
         self.urls.append(url)
         outcome = self.script[self.address]
+        if outcome is None:
+            # Never answers.
+            return Deferred()
         if isinstance(outcome, Exception):
             return fail(outcome)
         return succeed(FakeResponse(outcome))  # type: ignore[arg-type]
@@ -50,18 +53,18 @@ class HealthCheckTests(SynchronousTestCase):
         self.clock = Clock()
         self.script: dict[str, object] = {"127.0.3.1": 200, "127.0.3.2": 200}
         self.clients: dict[str, FakeClient] = {}
-        self.upstream = Upstream(
+
+        def client_for(address: BackendAddress) -> FakeClient:
+            return self.clients.setdefault(address.address, FakeClient(self.script, address.address))
+
+        self.upstream = ResolvingUpstream(
             backend("blue", "http://svc:8080"),
             FakeResolver(["127.0.3.1", "127.0.3.2"]),
             self.clock,
-            lambda address: AddressPool(address, ScriptedAgent(lambda: succeed(address))),
+            lambda address: BackendAddress(address, ScriptedAgent(lambda: succeed(address))),
             refresh=5,
+            health_check=HealthChecker("/healthz", 2, self.clock, client_for),  # type: ignore[arg-type]
         )
-
-        def client_for(address: AddressPool) -> FakeClient:
-            return self.clients.setdefault(address.address, FakeClient(self.script, address.address))
-
-        self.upstream.health_check = HealthChecker(self.upstream, "/healthz", 2, self.clock, client_for)
         self.upstream.start()
 
     def served(self, count: int) -> set[str]:
@@ -102,3 +105,14 @@ class HealthCheckTests(SynchronousTestCase):
         self.clock.advance(2)
         self.clock.advance(2)
         self.assertFalse(self.upstream.available)
+
+    def test_probe_that_never_answers_fails_on_the_clock(self) -> None:
+        """If an address never answers its probes, then each times out after an interval of the given clock, and two take it out."""
+        self.script["127.0.3.1"] = None
+        # Probes go out at 2 s and (the loop waits for the last round) 6 s.
+        self.clock.advance(2)
+        self.clock.advance(2)
+        self.assertEqual(self.served(4), {"127.0.3.1", "127.0.3.2"})
+        self.clock.advance(2)
+        self.clock.advance(2)
+        self.assertEqual(self.served(4), {"127.0.3.2"})

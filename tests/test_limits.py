@@ -226,3 +226,17 @@ class AddressAgentTests(SynchronousTestCase):
         self.assertIn("method", str(failure.value).lower())
         self.assertEqual(idle.requests, [])
         self.assertEqual(pool.idle_connections(), 1)
+
+
+def test_tls_offers_only_http11() -> None:
+    """If a TLS client asks for a protocol over ALPN, then only http/1.1 is offered, even with the h2 package installed."""
+    from twisted.web import http
+
+    from sillyproxy._site import ProxySite
+
+    saved = http.H2_ENABLED
+    http.H2_ENABLED = True
+    try:
+        assert ProxySite(None).acceptableProtocols() == [b"http/1.1"]
+    finally:
+        http.H2_ENABLED = saved

@@ -22,6 +22,10 @@ RECORD = AccessRecord(
     status=200,
     body_bytes=123,
     duration=0.0042,
+    upstream="10.0.0.7:8080",
+    host="shop.example",
+    user_agent="curl/8.5.0",
+    request_id="abc-123",
 )
 
 
@@ -48,6 +52,10 @@ class AccessLogTests(SynchronousTestCase):
                 "bytes": 123,
                 "duration_ms": 4.2,
                 "reason": "weighted",
+                "upstream": "10.0.0.7:8080",
+                "host": "shop.example",
+                "user_agent": "curl/8.5.0",
+                "request_id": "abc-123",
             },
         )
         self.assertEqual(json.loads(format_access_json(RECORD._replace(outcome="failover")))["reason"], "failover")

@@ -71,7 +71,7 @@ def _connection_named(headers: list[tuple[bytes, list[bytes]]]) -> set[bytes]:
 def test_no_hop_by_hop_header_survives(headers: list[tuple[bytes, list[bytes]]]) -> None:
     """If any headers come in, then neither direction passes a hop-by-hop one or one named by Connection."""
     named = _connection_named(headers)
-    to_backend = {n.lower() for n, _ in for_backend(headers, b"blue", b"127.0.0.1", b"http")}
+    to_backend = {n.lower() for n, _ in for_backend(headers, b"blue", b"127.0.0.1", b"http", b"id-1")}
     to_client = {n.lower() for n, _ in for_client(headers)}
     for forbidden in HOP_BY_HOP | named:
         if forbidden in (b"color", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"):

@@ -11,10 +11,10 @@ from twisted.web.client import ResponseNeverReceived
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
-from sillyproxy._pool import AddressPool
-from sillyproxy._upstream import Upstream
+from sillyproxy._address import BackendAddress
+from sillyproxy._upstream import ResolvingUpstream
 
-from .support import CaptureResource, InMemoryProxy, ScriptedAgent, backend
+from .support import AgentUpstream, CaptureResource, InMemoryProxy, ScriptedAgent, backend
 from .test_forward import HalfResponse
 from .test_upstream import FakeResolver
 
@@ -88,14 +88,14 @@ class PassiveHealthTests(SynchronousTestCase):
     def make(self, addresses: list[str], outcomes: dict[str, list[object]]):  # type: ignore[no-untyped-def]
         clock = Clock()
 
-        def make_address(address: str) -> AddressPool:
+        def make_address(address: str) -> BackendAddress:
             def result() -> Deferred:
                 outcome = outcomes[address].pop(0) if outcomes[address] else address
                 return fail(outcome) if isinstance(outcome, Exception) else succeed(outcome)
 
-            return AddressPool(address, ScriptedAgent(result))
+            return BackendAddress(address, ScriptedAgent(result))
 
-        upstream = Upstream(backend("blue", "http://svc:80"), FakeResolver(addresses), clock, make_address, 5)
+        upstream = ResolvingUpstream(backend("blue", "http://svc:80"), FakeResolver(addresses), clock, make_address, 5)
         upstream.start()
         return upstream, clock
 
@@ -144,8 +144,8 @@ class PassiveHealthTests(SynchronousTestCase):
         self.assertTrue(upstream.available)
 
 
-class UnavailableAgent(ScriptedAgent):
-    available = False
+def unavailable() -> AgentUpstream:
+    return AgentUpstream(ScriptedAgent(), available=False)
 
 
 class FailoverTests(SynchronousTestCase):
@@ -154,7 +154,7 @@ class FailoverTests(SynchronousTestCase):
         proxy = InMemoryProxy(
             extra_backends=[backend("blue", "http://b:1", 1_000_000), backend("green", "http://g:1", 1)]
         )
-        proxy.router.agents = {"blue": blue_agent, "green": green_agent}
+        proxy.router.upstreams = {"blue": AgentUpstream(blue_agent), "green": AgentUpstream(green_agent)}
         return proxy
 
     def test_refused_connection_retried_on_other_colour(self) -> None:
@@ -190,7 +190,7 @@ class FailoverTests(SynchronousTestCase):
         """If a colour is out, then every request goes to the colours still in."""
         capture = CaptureResource()
         proxy = InMemoryProxy([(GREEN, capture)], extra_backends=[backend("blue", "http://b:1", 100)])
-        proxy.router.agents = {"blue": UnavailableAgent(), "green": proxy.agent}
+        proxy.router.upstreams = {"blue": unavailable(), "green": AgentUpstream(proxy.agent)}
         for _ in range(20):
             self.assertIn(b"HTTP/1.1 200 ", get(proxy))
         self.assertEqual(len(capture.seen), 20)
@@ -199,7 +199,7 @@ class FailoverTests(SynchronousTestCase):
     def test_nothing_healthy_gives_503(self) -> None:
         """If every colour is out, then 503 with Retry-After, unlike 502 for none configured."""
         proxy = InMemoryProxy(extra_backends=[BLUE])
-        proxy.router.agents = {"blue": UnavailableAgent()}
+        proxy.router.upstreams = {"blue": unavailable()}
         written = get(proxy)
         self.assertTrue(written.startswith(b"HTTP/1.1 503 "), written)
         self.assertIn(b"Retry-After: 1\r\n", written)

@@ -6,14 +6,14 @@ from collections import Counter
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import succeed
-from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from sillyproxy._pool import AddressPool
-from sillyproxy._upstream import Upstream
+from sillyproxy._address import BackendAddress
+from sillyproxy._failures import NoHealthyAddress
+from sillyproxy._upstream import ResolvingUpstream
 
 from .support import ScriptedAgent, backend
 
@@ -42,7 +42,7 @@ class FakeResolver:
             self.answer(receiver)
 
 
-class RetireRecorder(AddressPool):
+class RetireRecorder(BackendAddress):
     """An address whose agent answers at once and which records its retirement."""
 
     retired = False
@@ -56,16 +56,16 @@ def make_upstream(resolver: FakeResolver, url: str = "http://tasks.myapp-v1:8080
     clock = Clock()
     made: dict[str, RetireRecorder] = {}
 
-    def make(address: str) -> AddressPool:
+    def make(address: str) -> BackendAddress:
         made[address] = RetireRecorder(address, ScriptedAgent(lambda: succeed(address)))
         return made[address]
 
-    upstream = Upstream(backend("blue", url), resolver, clock, make, refresh=5)
+    upstream = ResolvingUpstream(backend("blue", url), resolver, clock, make, refresh=5)
     return upstream, clock, made
 
 
 class UpstreamTests(SynchronousTestCase):
-    def served_by(self, upstream: Upstream, count: int) -> Counter[str]:
+    def served_by(self, upstream: ResolvingUpstream, count: int) -> Counter[str]:
         return Counter(
             self.successResultOf(upstream.request(b"GET", b"http://tasks.myapp-v1:8080/"))
             for _ in range(count)
@@ -120,11 +120,12 @@ class UpstreamTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(waiting), "127.0.1.7")
 
     def test_never_resolved(self) -> None:
-        """If the name has never resolved, then requests fail as a DNS lookup error (a 502)."""
+        """If the name has never resolved, then the colour is out of rotation and a request sent anyway finds no healthy address (a 503)."""
         resolver = FakeResolver([])
         upstream, _, _ = make_upstream(resolver)
         upstream.start()
-        self.failureResultOf(upstream.request(b"GET", b"http://x/"), DNSLookupError)
+        self.assertFalse(upstream.available)
+        self.failureResultOf(upstream.request(b"GET", b"http://x/"), NoHealthyAddress)
 
     def test_ip_literal_not_resolved(self) -> None:
         """If the backend is an IP address, then it is used as it is, with no lookups."""

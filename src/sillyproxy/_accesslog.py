@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from ._timestamps import log_timestamp, rfc3339
 
 _log = Logger(namespace="sillyproxy.access")
 
@@ -35,6 +36,12 @@ class AccessRecord(NamedTuple):
     duration: float
     # Why the request ended other than normally ("client closed", ...), or "".
     outcome: str = ""
+    # The backend address:port the last attempt was sent to, or "-".
+    upstream: str = "-"
+    # The request's Host and User-Agent headers, "-" when absent.
+    host: str = "-"
+    user_agent: str = "-"
+    request_id: str = "-"
 
 
 def _text(raw: bytes) -> str:
@@ -55,16 +62,11 @@ def format_access_line(record: AccessRecord) -> str:
     return line
 
 
-def _rfc3339(seconds: float) -> str:
-    whole = int(seconds)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1000):03d}Z"
-
-
 def format_access_json(record: AccessRecord) -> str:
     """Render a record as one JSON object."""
     return json.dumps(
         {
-            "time": _rfc3339(record.time),
+            "time": rfc3339(record.time),
             "client": record.client,
             "method": _text(record.method),
             "path": _text(record.target),
@@ -73,6 +75,10 @@ def format_access_json(record: AccessRecord) -> str:
             "bytes": record.body_bytes,
             "duration_ms": round(record.duration * 1000, 3),
             "reason": record.outcome or "weighted",
+            "upstream": record.upstream,
+            "host": record.host,
+            "user_agent": record.user_agent,
+            "request_id": record.request_id,
         },
         separators=(",", ":"),
     )
@@ -101,8 +107,6 @@ class AccessLog:
         self._mode = mode
         self._write = write if write is not None else _write_stdout
         self._pending: list[str] = []
-        self._stamp_second = -1
-        self._stamp = ""
 
     def __call__(self, record: AccessRecord) -> None:
         if self._mode == "off":
@@ -110,17 +114,10 @@ class AccessLog:
         if self._mode == "json":
             line = format_access_json(record)
         else:
-            line = f"{self._timestamp(record.time)} [sillyproxy.access] {format_access_line(record)}"
+            line = f"{log_timestamp(record.time)} [sillyproxy.access] {format_access_line(record)}"
         if not self._pending:
             self._clock.callLater(0, self.flush)
         self._pending.append(line)
-
-    def _timestamp(self, seconds: float) -> str:
-        second = int(seconds)
-        if second != self._stamp_second:
-            self._stamp_second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(second))
-        return self._stamp
 
     def flush(self) -> None:
         """Write every pending line now."""

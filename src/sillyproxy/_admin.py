@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import Request, Site
 
 from ._metrics import ProxyMetrics
 from ._routing import Router
 from ._site import ProxySite
 
-__all__ = ["admin_resource"]
+__all__ = ["AdminSite", "admin_resource"]
 
 
 class _Answer(Resource):
@@ -73,10 +73,10 @@ def admin_resource(
                 {
                     "address": a.address,
                     "in_rotation": a.usable(now),
-                    "passing_health_checks": a.probed_healthy,
-                    "ejected_for_seconds": round(max(0.0, a.ejected_until - now), 1),
+                    "passing_health_checks": a.passing_health_checks,
+                    "ejected_for_seconds": round(a.ejected_for(now), 1),
                 }
-                for a in getattr(router.agents[backend.color], "addresses", ())
+                for a in router.upstreams[backend.color].addresses
             ]
             colors[backend.color] = {
                 "url": backend.url,
@@ -111,3 +111,17 @@ def admin_resource(
     root.putChild(b"metrics", _Answer(prometheus))
     root.putChild(b"status", _Answer(status))
     return root
+
+
+class AdminSite(Site):
+    """
+    The admin listener's Site: it logs nothing per request (probes and
+    scrapes come every few seconds, and would fill the log with lines
+    nobody reads) and never shows a traceback.
+    """
+
+    noisy = False
+    displayTracebacks = False
+
+    def log(self, request: Request) -> None:
+        pass

@@ -17,6 +17,7 @@ __all__ = [
     "parse_count",
     "parse_seconds",
     "parse_size",
+    "parse_switch",
     "ConfigError",
     "ConfigProblem",
     "DEFAULT_COLORS",
@@ -120,8 +121,11 @@ class Tunables:
     header_timeout: float = 30.0
     drain_timeout: float = 8.0
     health_interval: float = 2.0
-    admin_listen: str = "tcp:9901"
+    # None: no admin listener.
+    admin_listen: str | None = "tcp:9901"
     access_log: str = "text"
+    # False: Twisted's own TCP transports, not sillyproxy's batched sends.
+    fast_transport: bool = True
 
 
 @frozen
@@ -269,8 +273,19 @@ def parse_count(text: str) -> int:
     return int(stripped)
 
 
-def _parse_admin_listen(text: str) -> str:
-    return text.strip()
+def _parse_admin_listen(text: str) -> str | None:
+    description = text.strip()
+    return None if description.lower() == "none" else description
+
+
+def parse_switch(text: str) -> bool:
+    """Parse an on/off setting: C{1}, C{true}, C{yes}, C{on} or C{0}, C{false}, C{no}, C{off}."""
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0")
 
 
 def _parse_access_log(text: str) -> str:
@@ -300,6 +315,7 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("health_interval", "SILLYPROXY_HEALTH_INTERVAL", parse_seconds),
     ("admin_listen", "SILLYPROXY_ADMIN_LISTEN", _parse_admin_listen),
     ("access_log", "SILLYPROXY_ACCESS_LOG", _parse_access_log),
+    ("fast_transport", "SILLYPROXY_FAST_TRANSPORT", parse_switch),
 )
 
 KNOWN_VARIABLES: frozenset[str] = frozenset(
@@ -307,13 +323,19 @@ KNOWN_VARIABLES: frozenset[str] = frozenset(
 )
 
 
+def _setting(environ: Mapping[str, str], variable: str) -> str:
+    """The variable's value, or "" when it is unset, empty or only whitespace (all the same)."""
+    text = environ.get(variable, "")
+    return text if text.strip() else ""
+
+
 def _parse_tunables(
     environ: Mapping[str, str], problems: list[ConfigProblem]
 ) -> Tunables:
     values: dict[str, object] = {}
     for attribute, variable, parse in _TUNABLES:
-        text = environ.get(variable, "")
-        if not text.strip():
+        text = _setting(environ, variable)
+        if not text:
             continue
         try:
             values[attribute] = parse(text)
@@ -344,13 +366,13 @@ def parse_config(
 
     if listen is None:
         listen_variable = LISTEN_VARIABLE
-        listen = environ.get(LISTEN_VARIABLE) or DEFAULT_LISTEN
+        listen = _setting(environ, LISTEN_VARIABLE).strip() or DEFAULT_LISTEN
     else:
         listen_variable = "--listen"
     tunables = _parse_tunables(environ, problems)
     if check_listen is not None:
         endpoints = [(listen_variable, listen)]
-        if tunables.admin_listen.lower() != "none":
+        if tunables.admin_listen is not None:
             endpoints.append(("SILLYPROXY_ADMIN_LISTEN", tunables.admin_listen))
         for variable, description in endpoints:
             try:
@@ -366,9 +388,9 @@ def parse_config(
         url_variable = color.upper()
         weight_variable = f"{url_variable}_WEIGHT"
         health_variable = f"{url_variable}_HEALTH"
-        url = environ.get(url_variable, "")
-        weight_text = environ.get(weight_variable, "")
-        health_text = environ.get(health_variable, "")
+        url = _setting(environ, url_variable)
+        weight_text = _setting(environ, weight_variable)
+        health_text = _setting(environ, health_variable)
 
         weight = 1
         weight_ok = True

@@ -5,12 +5,13 @@ from __future__ import annotations
 from attrs import frozen
 from twisted.internet import error
 from twisted.python.failure import Failure
-from twisted.web._newclient import ParseError
 from twisted.web.client import (
     RequestGenerationFailed,
     ResponseFailed,
     ResponseNeverReceived,
 )
+
+from ._compat import ParseError
 
 __all__ = ["NoHealthyAddress", "UpstreamFailure", "classify", "is_connect_failure"]
 

@@ -2,56 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
+from typing import Protocol
 
+from attrs import frozen
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ._accesslog import AccessLog, AccessRecord
+from ._compat import copy_canonical_headers
 from ._config import Backend
 from ._failures import UpstreamFailure, classify
-from ._headers import for_backend, for_client
-from ._routing import Router
-from ._site import ProxyRequest
-from ._target import join_target, origin_form
+from ._headers import for_backend, for_client, new_request_id, request_id
+from ._outcome import Outcome
 from ._relay import BodyRelay
+from ._routing import Router
+from ._sweep import Sweep
+from ._target import join_target, origin_form
+from ._timestamps import http_date
 from ._upload import ReceivedBodyProducer
 
-__all__ = ["ForwardingResource"]
+__all__ = ["ForwardingResource", "RequestCounter", "write_plain_error"]
 
 _log = Logger(namespace="sillyproxy.forward")
 
 # Responses that never carry a body, so never carry a Content-Length we made.
 _BODYLESS_STATUS = frozenset({204, 304})
 
+# RFC 9110 section 9.2.2: sending these twice has the effect of sending once.
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
-def _client_ip(address: IAddress) -> bytes | None:
+_ALLOW = b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
+
+
+def _client_host(address: IAddress) -> str | None:
     host = getattr(address, "host", None)
-    return host.encode("ascii") if isinstance(host, str) else None
+    return host if isinstance(host, str) else None
 
 
-def _client_label(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    return host if isinstance(host, str) else "-"
-
-
-def _copy_into(headers: Headers, pairs: Iterable[tuple[bytes, Sequence[bytes]]]) -> None:
-    """
-    Set C{pairs} on C{headers}, whose names are already in the canonical
-    case and whose values are already free of line breaks: they were read
-    from another L{Headers}, or made by L{for_backend}.  setRawHeaders would
-    check and convert each again, a noticeable share of a proxied request.
-    Headers keeps them in C{_rawHeaders} in this form (Twisted 24.7 on).
-    """
-    headers._rawHeaders.update(pairs)
+def _header_text(request: Request, name: bytes) -> str:
+    values = request.requestHeaders.getRawHeaders(name)
+    if not values:
+        return "-"
+    return values[0].decode("ascii", "backslashreplace")
 
 
 def _has_body(request: Request) -> bool:
@@ -61,33 +61,28 @@ def _has_body(request: Request) -> bool:
     )
 
 
-class _HTTPDate:
-    """The current HTTP date, formatted once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = b""
-
-    def __call__(self, seconds: float) -> bytes:
-        second = int(seconds)
-        if second != self._second:
-            self._second = second
-            self._text = datetimeToString(second)
-        return self._text
-
-
-http_date = _HTTPDate()
-
-
-def write_plain_error(request: Request, status: int, message: str) -> None:
-    """Answer C{request} with C{status} and a one-line text body."""
+def write_plain_error(request: Request, status: int, message: str, now: float) -> None:
+    """Answer C{request} with C{status} and a one-line text body, dated C{now}."""
     body = message.encode("utf-8") + b"\n"
     request.setResponseCode(status)
-    request.responseHeaders.setRawHeaders(b"date", [datetimeToString()])
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"date", [http_date(now)])
+    headers.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
     request.write(body)
     request.finish()
+
+
+class RequestCounter(Protocol):
+    """What the forwarding resource tells the metrics as requests go (a L{ProxyMetrics})."""
+
+    def request_started(self, color: str) -> None: ...
+
+    def request_ended(self, color: str) -> None: ...
+
+    def upstream_failed(self, color: str, reason: str) -> None: ...
+
+    def retried(self, from_color: str, to_color: str) -> None: ...
 
 
 class _NoMetrics:
@@ -102,17 +97,60 @@ class _NoMetrics:
     def upstream_failed(self, color: str, reason: str) -> None:
         pass
 
+    def retried(self, from_color: str, to_color: str) -> None:
+        pass
+
+
+class _SlowResponseWatch:
+    """
+    The requests waiting for their response headers and the response bodies
+    still arriving, checked by one sweep rather than a timer each.
+    """
+
+    def __init__(self, clock: IReactorTime, response_timeout: float, idle_timeout: float) -> None:
+        self.waiting: set[_Exchange] = set()
+        self.streaming: set[BodyRelay] = set()
+        # Enforced to within a quarter of the timeout, or a second.
+        interval = min(1.0, response_timeout / 4, idle_timeout / 4)
+        self._sweep = Sweep(clock, interval, self._check)
+
+    def wake(self) -> None:
+        if self.waiting or self.streaming:
+            self._sweep.wake()
+
+    def _check(self, now: float) -> bool:
+        for exchange in [e for e in self.waiting if e.response_deadline <= now]:  # type: ignore[operator]
+            exchange.response_too_slow()
+        for relay in list(self.streaming):
+            relay.check_stalled(now)
+        return bool(self.waiting or self.streaming)
+
+
+@frozen
+class _Settings:
+    """What every exchange of one resource shares."""
+
+    router: Router
+    clock: IReactorTime
+    cooperator: Cooperator
+    metrics: RequestCounter
+    on_finished: Callable[[AccessRecord], None]
+    response_timeout: float
+    idle_timeout: float
+    watch: _SlowResponseWatch
+    generate_request_id: Callable[[], bytes]
+
 
 class ForwardingResource(Resource):
     """
     Forward every request to a backend chosen by weight.
 
     @param router: picks the colour for each request and holds, for each
-        colour, what sends its requests (in production an L{Upstream}
-        balancing over the backend's addresses).
-    @param clock: times each request for the access log.
-    @param access_log: receives one L{AccessRecord} per request; if None,
-        a text L{AccessLog} on standard output.
+        colour, the upstream that sends its requests.
+    @param clock: times each request for the access log, dates error
+        responses and enforces the timeouts.
+    @param on_finished: told of every request once it has ended, with an
+        L{AccessRecord}; if None, a text L{AccessLog} on standard output.
     @param cooperator: schedules the upload of large request bodies; if
         None, a new one on the global reactor.
     @param response_timeout: seconds the backend has to send the response
@@ -120,8 +158,10 @@ class ForwardingResource(Resource):
     @param idle_timeout: seconds a backend may stall in the middle of a body
         (while the client is keeping up) before the client connection is
         aborted.
-    @param metrics: told when requests start and end and backends fail
-        (a L{ProxyMetrics}); if None, nothing is counted.
+    @param metrics: told when requests start and end, backends fail and
+        requests are retried (a L{ProxyMetrics}); if None, nothing is counted.
+    @param generate_request_id: makes the id of a request that came without
+        a valid C{X-Request-Id}.
     """
 
     isLeaf = True
@@ -130,76 +170,54 @@ class ForwardingResource(Resource):
         self,
         router: Router,
         clock: IReactorTime,
-        access_log: Callable[[AccessRecord], None] | None = None,
+        on_finished: Callable[[AccessRecord], None] | None = None,
         cooperator: Cooperator | None = None,
         response_timeout: float = 60.0,
         idle_timeout: float = 60.0,
-        metrics: object | None = None,
+        metrics: RequestCounter | None = None,
+        generate_request_id: Callable[[], bytes] = new_request_id,
     ) -> None:
         super().__init__()
-        self._metrics = metrics if metrics is not None else _NoMetrics()
-        self._cooperator = cooperator if cooperator is not None else Cooperator()
-        self._router = router
-        self._clock = clock
-        self._response_timeout = response_timeout
-        self._idle_timeout = idle_timeout
-        # Requests waiting for response headers, and response bodies still
-        # arriving, checked by one sweep rather than a timer each.
-        self.waiting: set[_Exchange] = set()
-        self.streaming: set[BodyRelay] = set()
-        self._sweep: IDelayedCall | None = None
-        self._access_log = access_log if access_log is not None else AccessLog(clock)
-
-    def sweep_for_slow_responses(self) -> None:
-        """Keep one timer running while any request waits for its response headers or body."""
-        if self._sweep is None and (self.waiting or self.streaming):
-            # Enforced to within a quarter of the timeout, or a second.
-            interval = min(1.0, self._response_timeout / 4, self._idle_timeout / 4)
-            self._sweep = self._clock.callLater(interval, self._check_waiting)
-
-    def _check_waiting(self) -> None:
-        self._sweep = None
-        now = self._clock.seconds()
-        for exchange in [e for e in self.waiting if e.response_deadline <= now]:
-            exchange.response_too_slow()
-        for relay in list(self.streaming):
-            relay.check_stalled(now)
-        self.sweep_for_slow_responses()
+        self._settings = _Settings(
+            router=router,
+            clock=clock,
+            cooperator=cooperator if cooperator is not None else Cooperator(),
+            metrics=metrics if metrics is not None else _NoMetrics(),
+            on_finished=on_finished if on_finished is not None else AccessLog(clock),
+            response_timeout=response_timeout,
+            idle_timeout=idle_timeout,
+            watch=_SlowResponseWatch(clock, response_timeout, idle_timeout),
+            generate_request_id=generate_request_id,
+        )
 
     def render(self, request: Request) -> bytes | int:
-        started = self._clock.seconds()
-        # The proxy speaks for the backend: it neither advertises itself nor
-        # invents a Content-Type the backend did not send.  (A ProxyRequest
-        # sets no Server or Date to begin with.)
-        if not isinstance(request, ProxyRequest):
-            request.responseHeaders.removeHeader(b"server")
-            request.responseHeaders.removeHeader(b"date")
+        # The proxy speaks for the backend: it invents no Content-Type (and
+        # a ProxyRequest sets no Server or Date).
         request.defaultContentType = None
-        state = _Exchange(self, request, started)
-        state.start()
+        _Exchange(self._settings, request).start()
         return NOT_DONE_YET
-
-
-# RFC 9110 section 9.2.2: sending these twice has the effect of sending once.
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-
-_ALLOW = b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
 
 
 class _Exchange:
     """One request's trip through the proxy, from choice to access log."""
 
-    def __init__(self, resource: ForwardingResource, request: Request, started: float) -> None:
-        self._resource = resource
+    def __init__(self, settings: _Settings, request: Request) -> None:
+        self._settings = settings
         self._request = request
-        self._started = started
+        self._started = settings.clock.seconds()
+        self._request_id = request_id(
+            request.requestHeaders.getRawHeaders(b"x-request-id"),
+            settings.generate_request_id,
+        )
         self._backend: Backend | None = None
+        self._upstream_address = "-"
         self._target = b""
-        self._outcome = ""
+        self._outcome = Outcome.FORWARDED
+        self._failure: UpstreamFailure | None = None
         self._pending: Deferred[IResponse] | None = None
         self._relay: BodyRelay | None = None
         # When the backend must have sent its response headers by (clock
-        # seconds), while waiting for them; the resource's sweep enforces it.
+        # seconds), while waiting for them; the watch's sweep enforces it.
         self.response_deadline: float | None = None
         self._timed_out = False
         self._tried: list[str] = []
@@ -209,49 +227,56 @@ class _Exchange:
         # Told when the request finishes or its client leaves, as a Deferred
         # from notifyFinish would be, without making one per request.
         request.notifications.append(self)  # type: ignore[arg-type]
+        request.responseHeaders.setRawHeaders(b"x-request-id", [self._request_id])
 
         if request.method == b"CONNECT":
             request.responseHeaders.setRawHeaders(b"allow", [_ALLOW])
-            write_plain_error(request, 405, "CONNECT is not supported")
+            self._answer_error(405, "CONNECT is not supported")
             return
         target = origin_form(request.uri)
         if target is None:
-            write_plain_error(request, 400, "request target must be a path or an http(s) URL")
+            self._answer_error(400, "request target must be a path or an http(s) URL")
             return
         self._target = target
-        router = self._resource._router
+        router = self._settings.router
         backend = router.choose()
         if backend is None:
             if router.configured:
                 self._no_healthy_backend()
             else:
-                write_plain_error(request, 502, "no backends available")
+                self._answer_error(502, "no backends available")
             return
         self._send(backend)
 
+    def _answer_error(self, status: int, message: str) -> None:
+        write_plain_error(self._request, status, message, self._settings.clock.seconds())
+
     def _no_healthy_backend(self) -> None:
-        self._outcome = "no healthy backends"
+        self._outcome = Outcome.NO_HEALTHY_BACKENDS
         # Ejections last 10 s or more; a client that waits a moment may find
         # a backend back, or the next proxy replica in better shape.
         self._request.responseHeaders.setRawHeaders(b"retry-after", [b"1"])
-        write_plain_error(self._request, 503, "no healthy backends")
+        self._answer_error(503, "no healthy backends")
 
     def _send(self, backend: Backend) -> None:
         request = self._request
-        metrics = self._resource._metrics
+        settings = self._settings
+        metrics = settings.metrics
         if self._backend is not None:
             metrics.request_ended(self._backend.color)
         metrics.request_started(backend.color)
         self._backend = backend
         self._tried.append(backend.color)
         headers = Headers()
-        _copy_into(
+        client_host = _client_host(request.getClientAddress())
+        copy_canonical_headers(
             headers,
-            for_backend(
+            for_backend(  # type: ignore[arg-type]
                 request.requestHeaders.getAllRawHeaders(),
                 backend.color.encode("ascii"),
-                _client_ip(request.getClientAddress()),
+                client_host.encode("ascii") if client_host is not None else None,
                 b"https" if request.isSecure() else b"http",
+                self._request_id,
             ),
         )
         body = None
@@ -259,15 +284,17 @@ class _Exchange:
             # request.content is already on disk past 100 KB; it is streamed
             # from there in chunks rather than read whole.
             request.content.seek(0)
-            body = ReceivedBodyProducer(request.content, self._resource._cooperator)
+            body = ReceivedBodyProducer(request.content, settings.cooperator)
         url = backend.origin + join_target(backend.base_path, self._target)
-        agent = self._resource._router.agents[backend.color]
-        self._pending = agent.request(request.method, url, headers, body)
-        resource = self._resource
-        self.response_deadline = resource._clock.seconds() + resource._response_timeout
-        resource.waiting.add(self)
-        resource.sweep_for_slow_responses()
+        upstream = settings.router.upstreams[backend.color]
+        self._pending = upstream.request(request.method, url, headers, body, self._sent_to)
+        self.response_deadline = settings.clock.seconds() + settings.response_timeout
+        settings.watch.waiting.add(self)
+        settings.watch.wake()
         self._pending.addCallbacks(self._respond, self._fail)
+
+    def _sent_to(self, address: str) -> None:
+        self._upstream_address = address
 
     def response_too_slow(self) -> None:
         """The sweep found the response headers overdue: cancel, answer 504."""
@@ -279,17 +306,19 @@ class _Exchange:
     def _stop_timer(self) -> None:
         if self.response_deadline is not None:
             self.response_deadline = None
-            self._resource.waiting.discard(self)
+            self._settings.watch.waiting.discard(self)
 
     def _respond(self, response: IResponse) -> None:
         self._pending = None
         self._stop_timer()
         request = self._request
-        resource = self._resource
-        now = resource._clock.seconds()
+        settings = self._settings
+        now = settings.clock.seconds()
         request.setResponseCode(response.code, response.phrase)
         outgoing = request.responseHeaders
-        _copy_into(outgoing, for_client(response.headers.getAllRawHeaders()))
+        copy_canonical_headers(outgoing, for_client(response.headers.getAllRawHeaders()))  # type: ignore[arg-type]
+        # The id in this proxy's access log, whatever the backend said.
+        outgoing.setRawHeaders(b"x-request-id", [self._request_id])
         if not response.headers.hasHeader(b"date"):
             # RFC 9110 section 6.6.1: a recipient with a clock adds Date to a
             # response it forwards without one.
@@ -300,13 +329,18 @@ class _Exchange:
             and response.code not in _BODYLESS_STATUS
         ):
             outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
+        assert self._backend is not None
         self._relay = BodyRelay(
-            request, self._backend, self._set_outcome, resource.streaming, resource._idle_timeout
+            request,
+            self._backend,
+            self._backend_failed_mid_body,
+            settings.watch.streaming,
+            settings.idle_timeout,
         )
         response.deliverBody(self._relay)
         # A body that arrived with the headers has already been relayed.
         self._relay.watch_for_stalls(now)
-        resource.sweep_for_slow_responses()
+        settings.watch.wake()
 
     def _fail(self, failure: Failure) -> None:
         self._pending = None
@@ -320,7 +354,9 @@ class _Exchange:
         else:
             problem = classify(failure)
         backend = self._backend
-        self._resource._metrics.upstream_failed(backend.color, problem.kind)
+        assert backend is not None
+        metrics = self._settings.metrics
+        metrics.upstream_failed(backend.color, problem.kind)
         _log.warn(
             "{color} backend {url} failed: {message} ({cause})",
             color=backend.color,
@@ -330,14 +366,17 @@ class _Exchange:
         )
         retry = self._retry_backend(problem)
         if retry is not None:
-            self._outcome = "failover"
+            if retry.color != backend.color:
+                metrics.retried(backend.color, retry.color)
+            self._outcome = Outcome.FAILOVER
             self._send(retry)
             return
-        self._outcome = problem.message
         if problem.status == 503:
             self._no_healthy_backend()
-        else:
-            write_plain_error(request, problem.status, problem.message)
+            return
+        self._outcome = Outcome.UPSTREAM_FAILED
+        self._failure = problem
+        self._answer_error(problem.status, problem.message)
 
     def _retry_backend(self, problem: UpstreamFailure) -> Backend | None:
         """
@@ -350,33 +389,33 @@ class _Exchange:
         request = self._request
         if problem.maybe_sent and (request.method not in _IDEMPOTENT or _has_body(request)):
             return None
-        router = self._resource._router
+        router = self._settings.router
         current = self._backend
-        upstream = router.agents[current.color]
+        assert current is not None
         # Another address of the same colour if there is one, else another colour.
-        if len(getattr(upstream, "addresses", ())) > 1 and router.available(current):
+        if len(router.upstreams[current.color].addresses) > 1 and router.available(current):
             return current
         return router.choose(exclude=self._tried)
 
-    def _set_outcome(self, outcome: str) -> None:
-        # Only the body relay reports one: the backend failed mid-body.
+    def _backend_failed_mid_body(self, outcome: Outcome) -> None:
         self._outcome = outcome
-        kind = "timeout" if "stalled" in outcome else "reset"
-        self._resource._metrics.upstream_failed(self._backend.color, kind)
+        assert self._backend is not None
+        self._settings.metrics.upstream_failed(self._backend.color, outcome.metric_reason)
 
     def callback(self, result: None) -> None:
         """The response has been sent."""
-        self._log_finished(result)
+        self._finished(result)
 
     def errback(self, reason: Failure) -> None:
         """The client connection was lost first."""
-        self._log_finished(reason)
+        self._finished(reason)
 
-    def _log_finished(self, result: object) -> None:
+    def _finished(self, result: object) -> None:
         request = self._request
+        settings = self._settings
         self._stop_timer()
         if self._backend is not None:
-            self._resource._metrics.request_ended(self._backend.color)
+            settings.metrics.request_ended(self._backend.color)
         if isinstance(result, Failure):
             if self._pending is not None:
                 # The client is gone: abandon the backend request, which
@@ -385,18 +424,26 @@ class _Exchange:
                 pending.cancel()
             elif self._relay is not None:
                 self._relay.abandon()
-            if not self._outcome or self._outcome == "failover":
-                self._outcome = "client closed"
-        self._resource._access_log(
+            if self._outcome in (Outcome.FORWARDED, Outcome.FAILOVER):
+                self._outcome = Outcome.CLIENT_CLOSED
+        if self._outcome is Outcome.UPSTREAM_FAILED and self._failure is not None:
+            reason = self._failure.message
+        else:
+            reason = self._outcome.value
+        settings.on_finished(
             AccessRecord(
                 time=self._started,
-                client=_client_label(request.getClientAddress()),
+                client=_client_host(request.getClientAddress()) or "-",
                 method=request.method,
                 target=request.uri,
                 color=self._backend.color if self._backend else "-",
                 status=request.code,
                 body_bytes=request.sentLength,
-                duration=self._resource._clock.seconds() - self._started,
-                outcome=self._outcome,
+                duration=settings.clock.seconds() - self._started,
+                outcome=reason,
+                upstream=self._upstream_address,
+                host=_header_text(request, b"host"),
+                user_agent=_header_text(request, b"user-agent"),
+                request_id=self._request_id.decode("ascii"),
             )
         )

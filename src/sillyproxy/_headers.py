@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "HOP_BY_HOP",
     "RawHeaders",
     "connection_named",
+    "connection_tokens",
     "for_backend",
     "for_client",
+    "new_request_id",
+    "request_id",
 ]
 
 RawHeaders = Iterable[tuple[bytes, Sequence[bytes]]]
@@ -36,22 +41,30 @@ _REQUEST_DROPPED = HOP_BY_HOP | {
     b"color",
     b"x-forwarded-host",
     b"x-forwarded-proto",
+    b"x-request-id",
 }
 # Content-Length reaches here only on HEAD responses (Agent keeps the framing
 # to itself otherwise), where it describes the resource and must pass.
 _RESPONSE_DROPPED = HOP_BY_HOP
 
 
+def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
+    """The lower-cased tokens of Connection header values, each a comma-separated list."""
+    return frozenset(
+        token.strip().lower()
+        for value in values
+        for token in value.split(b",")
+        if token.strip()
+    )
+
+
 def connection_named(headers: RawHeaders) -> frozenset[bytes]:
     """Return the lower-cased header names listed in every Connection header."""
-    named: set[bytes] = set()
+    named: frozenset[bytes] = frozenset()
     for name, values in headers:
         if name.lower() == b"connection":
-            for value in values:
-                named.update(
-                    token.strip().lower() for token in value.split(b",") if token.strip()
-                )
-    return frozenset(named)
+            named |= connection_tokens(values)
+    return named
 
 
 def _without(
@@ -65,7 +78,7 @@ def _without(
         if lowered not in dropped:
             kept.append((lowered, name, values))
         elif lowered == b"connection":
-            named = connection_named([(name, values)]) | named
+            named |= connection_tokens(values)
     if named:
         kept = [header for header in kept if header[0] not in named]
     return kept
@@ -76,18 +89,21 @@ def for_backend(
     color: bytes,
     client_address: bytes | None,
     proto: bytes,
+    request_id: bytes,
 ) -> list[tuple[bytes, Sequence[bytes]]]:
     """
     Turn a client's request headers into the headers sent to the backend.
 
-    Hop-by-hop and framing headers go; C{Color}, C{X-Forwarded-Proto} and
-    C{X-Forwarded-Host} are replaced, whatever the client sent; the client's
-    address is appended to C{X-Forwarded-For}; C{Host} is kept as it is.
+    Hop-by-hop and framing headers go; C{Color}, C{X-Forwarded-Proto},
+    C{X-Forwarded-Host} and C{X-Request-Id} are replaced, whatever the
+    client sent; the client's address is appended to C{X-Forwarded-For};
+    C{Host} is kept as it is.
 
     @param client_address: the peer's IP address, or None if the connection
         has none (a UNIX socket), in which case X-Forwarded-For is passed on
         unchanged.
     @param proto: C{b"http"} or C{b"https"}, how the client reached the proxy.
+    @param request_id: the request's id (see L{request_id}).
     """
     host: Sequence[bytes] = ()
     forwarded_for: list[bytes] = []
@@ -106,8 +122,29 @@ def for_backend(
     if len(host) == 1:
         result.append((b"X-Forwarded-Host", [host[0]]))
     result.append((b"X-Forwarded-Proto", [proto]))
+    result.append((b"X-Request-Id", [request_id]))
     result.append((b"Color", [color]))
     return result
+
+
+# A client's own X-Request-Id is kept when it is one run of visible ASCII
+# that fits in a log line; anything else could break or flood the log.
+_VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}\Z")
+
+
+def request_id(values: Sequence[bytes] | None, generate: Callable[[], bytes]) -> bytes:
+    """
+    The id a request is logged and forwarded under: the client's single
+    C{X-Request-Id} if it is valid, else C{generate()}.
+    """
+    if values is not None and len(values) == 1 and _VALID_REQUEST_ID.match(values[0]):
+        return values[0]
+    return generate()
+
+
+def new_request_id() -> bytes:
+    """128 random bits as 32 hex digits."""
+    return os.urandom(16).hex().encode("ascii")
 
 
 def for_client(headers: RawHeaders) -> list[tuple[bytes, Sequence[bytes]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import treq
 from treq.client import HTTPClient
@@ -11,19 +12,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ._pool import AddressPool
-from ._upstream import Upstream
+from ._address import FALL, RISE, BackendAddress, ProbeChange
+from ._upstream import ResolvingUpstream
 
 __all__ = ["HealthChecker"]
 
 _log = Logger(namespace="sillyproxy.health")
 
-# Like HAProxy's fall 2 / rise 2: one lost probe is noise, two are a trend.
-FALL = 2
-RISE = 2
 
-
-def _client_for(address: AddressPool) -> HTTPClient:
+def _client_for(address: BackendAddress) -> HTTPClient:
     return HTTPClient(address.agent)
 
 
@@ -35,26 +32,31 @@ class HealthChecker:
     with every address out the colour is out, and its share goes to the
     other colours.  Every change of state is logged.
 
+    Built before the upstream it checks, which is handed over by
+    L{ResolvingUpstream.start}.
+
+    @param clock: schedules the probes and times them out.
     @param client_for: the treq client that probes an address; by default
         one over the address's own pool, so probes reach that address.
     """
 
     def __init__(
         self,
-        upstream: Upstream,
         path: str,
         interval: float,
         clock: IReactorTime,
-        client_for: Callable[[AddressPool], HTTPClient] = _client_for,
+        client_for: Callable[[BackendAddress], HTTPClient] = _client_for,
     ) -> None:
-        self._upstream = upstream
-        self._url = upstream.backend.origin.decode("ascii") + path
+        self._path = path
         self._interval = interval
         self._clock = clock
         self._client_for = client_for
         self._loop: LoopingCall | None = None
+        self._upstream: ResolvingUpstream | None = None
 
-    def start(self) -> None:
+    def start(self, upstream: ResolvingUpstream) -> None:
+        self._upstream = upstream
+        self._url = upstream.backend.origin.decode("ascii") + self._path
         self._loop = LoopingCall(self.probe_all)
         self._loop.clock = self._clock
         self._loop.start(self._interval, now=True)
@@ -63,11 +65,14 @@ class HealthChecker:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
 
-    def probe_all(self) -> Deferred[object]:
+    def probe_all(self) -> Deferred[Any]:
+        assert self._upstream is not None, "probe_all before start"
         return gatherResults([self._probe(a) for a in list(self._upstream.addresses)])
 
-    def _probe(self, address: AddressPool) -> Deferred[None]:
-        probing = self._client_for(address).get(self._url, timeout=self._interval)
+    def _probe(self, address: BackendAddress) -> Deferred[None]:
+        probing = self._client_for(address).get(self._url)
+        # On the injected clock, not treq's default of the global reactor.
+        probing.addTimeout(self._interval, self._clock)
 
         def answered(response):  # type: ignore[no-untyped-def]
             # Read the body so the connection goes back to the pool.
@@ -78,23 +83,18 @@ class HealthChecker:
         probing.addCallback(lambda passed: self._record(address, passed))
         return probing
 
-    def _record(self, address: AddressPool, passed: bool) -> None:
-        color = self._upstream.backend.color
-        was_available = self._upstream.available
-        if address.probe_streak_passing == passed:
-            address.probe_streak += 1
-        else:
-            address.probe_streak_passing = passed
-            address.probe_streak = 1
-        count = address.probe_streak
-        if address.probed_healthy and not passed and count >= FALL:
-            address.probed_healthy = False
-            _log.warn("{color}: {address} failed {n} health checks; out", color=color, address=address.address, n=count)
-        elif not address.probed_healthy and passed and count >= RISE:
-            address.probed_healthy = True
-            _log.info("{color}: {address} passed {n} health checks; back in", color=color, address=address.address, n=count)
-        self._upstream.health_changed()
-        now_available = self._upstream.available
+    def _record(self, address: BackendAddress, passed: bool) -> None:
+        upstream = self._upstream
+        assert upstream is not None
+        color = upstream.backend.color
+        was_available = upstream.available
+        change = address.probed(passed)
+        if change is ProbeChange.OUT:
+            _log.warn("{color}: {address} failed {n} health checks; out", color=color, address=address.address, n=FALL)
+        elif change is ProbeChange.BACK:
+            _log.info("{color}: {address} passed {n} health checks; back in", color=color, address=address.address, n=RISE)
+        upstream.health_changed()
+        now_available = upstream.available
         if was_available != now_available:
             _log.warn(
                 "{color} is {state}",

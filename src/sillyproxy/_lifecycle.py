@@ -13,9 +13,10 @@ from twisted.logger import Logger
 
 from twisted.web.server import Site
 
+from ._compat import clear_exit_signal
+from ._routing import Upstream
 from ._site import ProxySite
 from ._transport import drain_accept_queue
-from ._upstream import Upstream
 
 __all__ = ["ProxyService", "tune_garbage_collector"]
 
@@ -80,12 +81,17 @@ class ProxyService(Service):
         self.admin_port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
-        # Before the reactor runs, so a port in use ends start-up with a
-        # clear message instead of a running proxy that serves nothing.
-        self.port = self._listen(self._endpoint, self._site, self._description)
-        if self._admin is not None:
-            self.admin_port = self._listen(*self._admin, "the admin listener")
+        # twistd calls this before the reactor runs, so a port in use ends
+        # start-up with a clear message instead of a running proxy that
+        # serves nothing.
+        self._listen_all()
         super().privilegedStartService()
+
+    def _listen_all(self) -> None:
+        if self.port is None:
+            self.port = self._listen(self._endpoint, self._site, self._description)
+        if self._admin is not None and self.admin_port is None:
+            self.admin_port = self._listen(*self._admin, "the admin listener")
 
     @staticmethod
     def _listen(endpoint: IStreamServerEndpoint, factory: Site, what: str) -> IListeningPort:
@@ -101,6 +107,9 @@ class ProxyService(Service):
         return ports[0]
 
     def startService(self) -> None:
+        # `twist` never calls privilegedStartService; it calls this before
+        # the reactor runs, which serves as well.
+        self._listen_all()
         super().startService()
         _log.info("sillyproxy listening on {listen}", listen=self._description)
         for line in self._routing:
@@ -154,11 +163,10 @@ class ProxyService(Service):
 
     def _drained(self, _: object) -> Deferred[object] | None:
         _log.info("drained")
-        # twistd ends by re-raising the signal that stopped it (exit status
-        # 143 for SIGTERM).  A completed drain is a clean stop, so exit 0:
-        # scripts and supervisors then do not count the rollout as a crash.
-        if getattr(self._clock, "_exitSignal", None) is not None:
-            self._clock._exitSignal = None  # type: ignore[attr-defined]
+        # A completed drain is a clean stop, so exit 0 rather than with the
+        # signal: scripts and supervisors then do not count the rollout as
+        # a crash.
+        clear_exit_signal(self._clock)
         # The admin listener stays up through the drain, so /readyz can say 503.
         if self.admin_port is not None:
             return maybeDeferred(self.admin_port.stopListening)

@@ -6,14 +6,19 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from ._accesslog import AccessRecord
 from ._routing import Router
 
-__all__ = ["ProxyMetrics"]
+__all__ = ["ProxyMetrics", "registry_with_process_metrics"]
 
 # Labels stay low-cardinality: a method outside this set counts as "other".
 _METHODS = frozenset(
@@ -22,6 +27,19 @@ _METHODS = frozenset(
 # Proxy latencies: sub-millisecond for a local backend, up to the 60 s
 # response timeout.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def registry_with_process_metrics() -> CollectorRegistry:
+    """
+    A new registry with prometheus_client's standard collectors: process_*
+    (CPU, memory, open files), python_gc_* and python_info, as every
+    Python exporter has them.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
 
 
 class _StateCollector(Collector):
@@ -56,7 +74,7 @@ class _StateCollector(Collector):
         for backend in self._router.backends:
             weight.add_metric([backend.color], backend.weight)
             effective.add_metric([backend.color], effective_weights[backend.color])
-            for address in getattr(self._router.agents[backend.color], "addresses", ()):
+            for address in self._router.upstreams[backend.color].addresses:
                 up.add_metric([backend.color, address.address], 1 if address.usable(now) else 0)
         connections = GaugeMetricFamily(
             "sillyproxy_open_connections",
@@ -92,6 +110,7 @@ class ProxyMetrics(Collector):
         self._version = version
         self._requests: dict[tuple[str, str, str], int] = {}
         self._errors: dict[tuple[str, str], int] = {}
+        self._retries: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, int] = {b.color: 0 for b in router.backends}
         # Per colour: a count per bucket (the last for +Inf) and the sum.
         self._durations: dict[str, tuple[list[int], list[float]]] = {
@@ -112,6 +131,11 @@ class ProxyMetrics(Collector):
         key = (color, reason)
         self._errors[key] = self._errors.get(key, 0) + 1
         self.errors_by_color[color] = self.errors_by_color.get(color, 0) + 1
+
+    def retried(self, from_color: str, to_color: str) -> None:
+        """A request failed on C{from_color} before any answer and was sent to C{to_color}."""
+        key = (from_color, to_color)
+        self._retries[key] = self._retries.get(key, 0) + 1
 
     def observe(self, record: AccessRecord) -> None:
         """Count a finished request (called with each access record)."""
@@ -144,6 +168,13 @@ class ProxyMetrics(Collector):
         )
         for labels, count in self._errors.items():
             errors.add_metric(list(labels), count)
+        retries = CounterMetricFamily(
+            "sillyproxy_retries",
+            "Requests whose attempt on one colour failed before any answer and were sent to another.",
+            labels=["from_color", "to_color"],
+        )
+        for labels, count in self._retries.items():
+            retries.add_metric(list(labels), count)
         inflight = GaugeMetricFamily(
             "sillyproxy_inflight_requests", "Requests being forwarded now, by colour.", labels=["color"]
         )
@@ -161,4 +192,4 @@ class ProxyMetrics(Collector):
             durations.add_metric([color], buckets, sum_value=total[0])
         build = GaugeMetricFamily("sillyproxy_build_info", "The running version.", labels=["version"])
         build.add_metric([self._version], 1)
-        yield from (requests, errors, inflight, durations, build)
+        yield from (requests, errors, retries, inflight, durations, build)

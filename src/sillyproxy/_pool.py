@@ -1,11 +1,27 @@
-"""Connection pools for one backend address: quiet, retirable, and built with the right endpoint."""
+"""
+Connection pools for one backend address: quiet, retirable, and built with
+the right endpoint.
+
+The pool and the agent rely on private names of twisted.web.client and
+twisted.web._newclient (checked against Twisted 24.7.0 to 26.10.0, pinned
+by C{tests/test_compat.py}):
+  - C{HTTPConnectionPool._connections} (key -> list of idle connections),
+    C{_timeouts} (connection -> object with C{cancel()}),
+    C{_putConnection(key, connection)} and C{_removeConnection(key,
+    connection)}, which L{RetirablePool} overrides and calls;
+  - C{client._HTTP11ClientFactory}, the factory the pool connects with;
+  - C{_newclient.Request._construct}, which builds the request a pooled
+    C{HTTP11ClientProtocol} sends (C{HTTP11ClientProtocol} itself is only
+    named, for its C{request} method).
+"""
 
 from __future__ import annotations
 
-from attrs import define
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.abstract import isIPv6Address
 from twisted.web import client
 from twisted.web._newclient import HTTP11ClientProtocol
@@ -15,9 +31,11 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from ._address import BackendAddress
 from ._config import BackendURL
+from ._sweep import Sweep
 
-__all__ = ["AddressAgent", "AddressPool", "RetirablePool", "address_pool_factory"]
+__all__ = ["AddressAgent", "RetirablePool", "backend_address_factory"]
 
 # Close idle backend connections well before typical server idle timeouts
 # (60 s and more), so the pool rarely hands out one the server is closing.
@@ -56,7 +74,7 @@ class RetirablePool(client.HTTPConnectionPool):
 
     _factory = _QuietClientFactory
     retired = False
-    _sweep: IDelayedCall | None = None
+    _sweep: Sweep | None = None
 
     def retire(self) -> Deferred[None]:
         self.retired = True
@@ -81,26 +99,22 @@ class RetirablePool(client.HTTPConnectionPool):
         idle.append(connection)
         self._timeouts[connection] = _IdleSince(self._reactor.seconds())
         if self._sweep is None:
-            self._sweep = self._reactor.callLater(
-                self.cachedConnectionTimeout / 4, self._close_expired
+            self._sweep = Sweep(
+                self._reactor, self.cachedConnectionTimeout / 4, self._close_expired
             )
+        self._sweep.wake()
 
-    def _close_expired(self) -> None:
-        self._sweep = None
-        expired = self._reactor.seconds() - self.cachedConnectionTimeout
+    def _close_expired(self, now: float) -> bool:
+        expired = now - self.cachedConnectionTimeout
         for key, idle in list(self._connections.items()):
             for connection in list(idle):
                 if self._timeouts[connection].since <= expired:
                     self._removeConnection(key, connection)
-        if self._timeouts:
-            self._sweep = self._reactor.callLater(
-                self.cachedConnectionTimeout / 4, self._close_expired
-            )
+        return bool(self._timeouts)
 
     def closeCachedConnections(self) -> Deferred[None]:
         if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
+            self._sweep.stop()
         return super().closeCachedConnections()
 
 
@@ -157,41 +171,16 @@ class AddressAgent:
         return self._pool.getConnection(self._key, self._endpoint).addCallback(send)
 
 
-@define
-class AddressPool:
-    """One resolved address of a backend, with its own pool, agent and health."""
-
-    address: str
-    agent: IAgent
-    pool: RetirablePool | None = None
-    # Passive health: connection failures in a row, and until when (clock
-    # seconds) the address is out, after how many ejections in a row.
-    connect_failures: int = 0
-    ejected_until: float = 0.0
-    ejections: int = 0
-    # Active health, from probes (always True without C_HEALTH), and the
-    # current run of probe results: passing or not, and how many in a row.
-    probed_healthy: bool = True
-    probe_streak_passing: bool = True
-    probe_streak: int = 0
-
-    def usable(self, now: float) -> bool:
-        return self.probed_healthy and self.ejected_until <= now
-
-    def retire(self) -> Deferred[None] | None:
-        return self.pool.retire() if self.pool is not None else None
-
-
-def address_pool_factory(
-    reactor: object,
+def backend_address_factory(
+    reactor: IReactorTime,
     location: BackendURL,
     keepalive: int,
     connect_timeout: float,
     tls_policy: IPolicyForHTTPS | None = None,
     connect_reactor: object | None = None,
-):  # type: ignore[no-untyped-def]
+) -> Callable[[str], BackendAddress]:
     """
-    Return a function that builds the L{AddressPool} for one address of
+    Return a function that builds the L{BackendAddress} for one address of
     C{location}.  Requests still name the backend's host, so Agent sends its
     Host (when the client sent none) and, for https, TLS verifies and sends
     SNI for the host name, never the address.
@@ -204,7 +193,7 @@ def address_pool_factory(
     connector = connect_reactor if connect_reactor is not None else reactor
     policy = tls_policy
 
-    def make(address: str) -> AddressPool:
+    def make(address: str) -> BackendAddress:
         pool = RetirablePool(reactor, persistent=keepalive > 0)
         if keepalive:
             pool.maxPersistentPerHost = keepalive
@@ -222,6 +211,6 @@ def address_pool_factory(
                 policy.creatorForNetloc(location.host.encode("ascii"), location.port),
                 endpoint,
             )
-        return AddressPool(address, AddressAgent(pool, endpoint, location.origin), pool)
+        return BackendAddress(address, AddressAgent(pool, endpoint, location.origin), pool)
 
     return make

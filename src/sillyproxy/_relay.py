@@ -13,6 +13,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from ._config import Backend
+from ._outcome import Outcome
 
 __all__ = ["BodyRelay"]
 
@@ -29,6 +30,8 @@ class BodyRelay(Protocol):
     instead of filling memory; knowing when it is paused also tells a
     stalled backend (abort after C{idle_timeout}) from a slow client (wait).
 
+    @param on_backend_failed: told when the backend breaks off the body:
+        L{Outcome.STALLED_MID_BODY} or L{Outcome.FAILED_MID_BODY}.
     @param watching: the relays whose bodies are still arriving; the relay
         is in it from L{watch_for_stalls} until its body ends, and whoever
         holds it calls L{check_stalled} now and then.
@@ -38,13 +41,13 @@ class BodyRelay(Protocol):
         self,
         request: Request,
         backend: Backend,
-        finished: Callable[[str], None],
+        on_backend_failed: Callable[[Outcome], None],
         watching: set[BodyRelay],
         idle_timeout: float,
     ) -> None:
         self._request = request
         self._backend = backend
-        self._finished = finished
+        self._on_backend_failed = on_backend_failed
         self._watching = watching
         self._idle_timeout = idle_timeout
         self._paused = False
@@ -92,7 +95,7 @@ class BodyRelay(Protocol):
             color=self._backend.color,
             seconds=self._idle_timeout,
         )
-        self._finished("backend stalled mid-body")
+        self._on_backend_failed(Outcome.STALLED_MID_BODY)
         self.transport.stopProducing()
         if self._request.channel is not None:
             self._request.channel.transport.abortConnection()
@@ -123,5 +126,5 @@ class BodyRelay(Protocol):
             color=self._backend.color,
             reason=reason.getErrorMessage(),
         )
-        self._finished("backend failed mid-body")
+        self._on_backend_failed(Outcome.FAILED_MID_BODY)
         request.channel.transport.abortConnection()

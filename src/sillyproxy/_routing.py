@@ -3,36 +3,71 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Protocol
 
-from twisted.web.iweb import IAgent
+from twisted.internet.defer import Deferred
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer, IResponse
 
+from ._address import BackendAddress
 from ._config import Backend
 from ._selection import WeightedChooser
 
-__all__ = ["Router"]
+__all__ = ["Router", "Upstream"]
+
+
+class Upstream(Protocol):
+    """
+    What sends one colour's requests: in production a L{ResolvingUpstream}
+    balancing over the addresses the backend's host name resolves to.
+    """
+
+    @property
+    def available(self) -> bool:
+        """Whether a request sent now could be served (False: the colour is out of rotation)."""
+
+    @property
+    def addresses(self) -> Sequence[BackendAddress]:
+        """The backend's addresses, with their health, for retries, /status and /metrics."""
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+        sent_to: Callable[[str], None] | None = None,
+    ) -> Deferred[IResponse]:
+        """Send a request, as L{IAgent.request} does; C{sent_to} is told the C{address:port} chosen."""
+
+    def start(self) -> None:
+        """Begin resolving and health checking."""
+
+    def stop(self) -> Deferred[object]:
+        """Stop, and close idle connections."""
 
 
 class Router:
     """
-    The colours, their weights, and what sends each colour's requests.
+    The colours, their weights, and the upstream that sends each colour's
+    requests.
 
-    A colour whose agent says it is not C{available} (every address ejected
-    or failing its health checks) is passed over, and its share goes to the
-    other colours in proportion to their weights.
+    A colour whose upstream says it is not C{available} (every address
+    ejected or failing its health checks, or a host name that does not
+    resolve) is passed over, and its share goes to the other colours in
+    proportion to their weights.
 
-    @param agents: for each colour, the agent that sends its requests; one
-        with an C{available} attribute can be taken out of rotation.
     @param randbelow: a uniform integer in C{[0, n)}; seed it in tests.
     """
 
     def __init__(
         self,
         backends: Sequence[Backend],
-        agents: Mapping[str, IAgent],
+        upstreams: Mapping[str, Upstream],
         randbelow: Callable[[int], int],
     ) -> None:
         self.backends = tuple(backends)
-        self.agents = agents
+        self.upstreams = upstreams
         self._randbelow = randbelow
         self._chooser = WeightedChooser(self.backends, randbelow)
 
@@ -42,7 +77,7 @@ class Router:
         return self._chooser.total > 0
 
     def available(self, backend: Backend) -> bool:
-        return getattr(self.agents[backend.color], "available", True)
+        return self.upstreams[backend.color].available
 
     def effective_weights(self) -> dict[str, int]:
         """Each colour's weight after health: 0 for a colour that cannot serve."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.interfaces import IAddress, ITCPTransport
-from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+
+from ._headers import connection_tokens
+from ._sweep import Sweep
 
 __all__ = ["ProxyChannel", "ProxyRequest", "ProxySite"]
 
@@ -24,10 +26,6 @@ class ProxyRequest(Request):
     A Request that leaves the body alone for the backend to interpret, and
     refuses one larger than the site's C{max_body}.
     """
-
-    # twisted.web would otherwise read a whole form or multipart upload into
-    # memory to fill request.args, which a proxy never looks at.
-    _parsePOSTFormSubmission = False
 
     _received = 0
 
@@ -116,6 +114,8 @@ class ProxyChannel(HTTPChannel):
     # until a request's headers are complete.
     _reading_headers = True
     _header_lines = 0
+    # The HTTP version the current request line names.
+    _request_version = b""
     _last_byte = b""
     # Some bytes of a request have arrived (it may not be parsed yet).
     _request_started = False
@@ -185,6 +185,9 @@ class ProxyChannel(HTTPChannel):
                 self.reject(400, b"Bad Request", "obsolete line folding is not allowed")
                 return
             if line or self._header_lines:
+                if not self._header_lines:
+                    # The request line: method, target, version.
+                    self._request_version = line.rpartition(b" ")[2]
                 self._header_lines += 1
         super().lineReceived(line)
 
@@ -204,7 +207,7 @@ class ProxyChannel(HTTPChannel):
         if len(hosts) > 1 or (hosts and b"," in hosts[0]):
             self.reject(400, b"Bad Request", "more than one Host header")
             return
-        if not hosts and self._version == b"HTTP/1.1":
+        if not hosts and self._request_version == b"HTTP/1.1":
             self.reject(400, b"Bad Request", "HTTP/1.1 requests need a Host header")
             return
         super().allHeadersReceived()
@@ -212,11 +215,7 @@ class ProxyChannel(HTTPChannel):
     def checkPersistence(self, request: Request, version: bytes) -> bool:
         # twisted.web splits Connection on spaces, so "close, te" would keep
         # the connection open; the header is a comma-separated list.
-        tokens = {
-            token.strip().lower()
-            for value in request.requestHeaders.getRawHeaders(b"connection", [])
-            for token in value.split(b",")
-        }
+        tokens = connection_tokens(request.requestHeaders.getRawHeaders(b"connection", []))
         if version != b"HTTP/1.1" or b"close" in tokens or self.site.draining:
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             return False
@@ -286,7 +285,9 @@ class ProxySite(Site):
         header_timeout: float = 0,
         **kwargs: object,
     ) -> None:
-        super().__init__(resource, **kwargs)  # type: ignore[arg-type]
+        # A proxy never reads request.args, so twisted.web need not read a
+        # whole form or multipart upload into memory to fill it.
+        super().__init__(resource, parsePOSTFormSubmission=False, **kwargs)  # type: ignore[arg-type]
         self.max_body = max_body
         self.header_timeout = header_timeout
         # twisted.web's idle timeout (the Site's timeout argument), enforced
@@ -297,27 +298,27 @@ class ProxySite(Site):
         self.draining = False
         self.channels: set[ProxyChannel] = set()
         self._on_idle: list[Callable[[], None]] = []
-        self._sweep: LoopingCall | None = None
+        limits = [limit for limit in (self.header_timeout, self.idle_timeout) if limit]
+        # One sweep for all connections instead of a timer per request: each
+        # limit is enforced to within a quarter of the shortest (or 1 s).
+        self._sweep: Sweep | None = None
+        if limits:
+            self._sweep = Sweep(self.reactor, min(1.0, min(limits) / 4), self._sweep_channels)
+        self._started = False
 
     def startFactory(self) -> None:
         super().startFactory()
-        limits = [limit for limit in (self.header_timeout, self.idle_timeout) if limit]
-        if limits and self._sweep is None:
-            # One sweep for all connections instead of a timer per request:
-            # each limit is enforced to within a quarter of the shortest
-            # (or 1 s).
-            self._sweep = LoopingCall(self._sweep_channels)
-            self._sweep.clock = self.reactor
-            self._sweep.start(min(1.0, min(limits) / 4), now=False)
+        self._started = True
+        if self._sweep is not None and self.channels:
+            self._sweep.wake()
 
     def stopFactory(self) -> None:
-        if self._sweep is not None and self._sweep.running:
+        self._started = False
+        if self._sweep is not None:
             self._sweep.stop()
-        self._sweep = None
         super().stopFactory()
 
-    def _sweep_channels(self) -> None:
-        now = self.reactor.seconds()
+    def _sweep_channels(self, now: float) -> bool:
         headers_due = now - self.header_timeout if self.header_timeout else None
         idle_due = now - self.idle_timeout if self.idle_timeout else None
         for channel in list(self.channels):
@@ -331,9 +332,12 @@ class ProxySite(Site):
                 # twisted.web's own response to its idle timeout: a log
                 # line, a clean close, and an abort if that hangs.
                 channel.timeoutConnection()
+        return bool(self.channels)
 
     def channel_opened(self, channel: ProxyChannel) -> None:
         self.channels.add(channel)
+        if self._started and self._sweep is not None:
+            self._sweep.wake()
 
     def channel_closed(self, channel: ProxyChannel) -> None:
         self.channels.discard(channel)
@@ -348,6 +352,12 @@ class ProxySite(Site):
             self._on_idle.append(callback)
         else:
             callback()
+
+    def acceptableProtocols(self) -> list[bytes]:
+        # ProxyChannel speaks HTTP/1.1 only; offering h2 over ALPN (as
+        # twisted.web does once the h2 package imports) would have TLS
+        # clients speak HTTP/2 to it.
+        return [b"http/1.1"]
 
     def log(self, request: Request) -> None:
         pass

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, fail, gatherResults
-from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import (
     IHostnameResolver,
     IReactorTime,
@@ -15,24 +15,25 @@ from twisted.internet.interfaces import (
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import IBodyProducer, IResponse
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from ._address import EJECT_AFTER_FAILURES, BackendAddress
 from ._config import Backend
 from ._failures import NoHealthyAddress, is_connect_failure
-from ._pool import AddressPool
 
-__all__ = ["Upstream", "resolve_all"]
+__all__ = ["HealthCheck", "ResolvingUpstream", "resolve_all"]
 
 _log = Logger(namespace="sillyproxy.upstream")
 
-# Passive health, as nginx's max_fails and Envoy's outlier detection do it:
-# this many connection failures in a row eject an address for 10 s, then
-# 20, 40, and at most 60 while it keeps failing.
-EJECT_AFTER_FAILURES = 3
-EJECT_FIRST = 10.0
-EJECT_MOST = 60.0
+
+class HealthCheck(Protocol):
+    """Active health checks of an upstream's addresses, started and stopped with it."""
+
+    def start(self, upstream: ResolvingUpstream) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def resolve_all(resolver: IHostnameResolver, host: str, port: int) -> Deferred[list[str]]:
@@ -57,8 +58,7 @@ def resolve_all(resolver: IHostnameResolver, host: str, port: int) -> Deferred[l
     return found
 
 
-@implementer(IAgent)
-class Upstream:
+class ResolvingUpstream:
     """
     Send a colour's requests across all of its backend's addresses.
 
@@ -68,11 +68,15 @@ class Upstream:
     pool; requests take the addresses in turn (round-robin).  An address that
     leaves DNS gets no new requests and its idle connections close; one that
     appears joins the rotation.  If a lookup fails, the last known addresses
-    stay in use.  An address that fails to connect 3 times in a row is left
+    stay in use; a host name that has never resolved leaves the colour out
+    of rotation.  An address that fails to connect 3 times in a row is left
     out for a while (passive health), and one that fails its active health
     checks until it passes them again.
 
-    @param make_address: builds the pool and agent for one address.
+    @param make_address: builds the L{BackendAddress} (pool and agent) for
+        one address.
+    @param health_check: probes the addresses while this runs; None for no
+        active checks.
     """
 
     def __init__(
@@ -80,28 +84,35 @@ class Upstream:
         backend: Backend,
         resolver: IHostnameResolver,
         clock: IReactorTime,
-        make_address: Callable[[str], AddressPool],
+        make_address: Callable[[str], BackendAddress],
         refresh: float,
+        health_check: HealthCheck | None = None,
     ) -> None:
         self.backend = backend
         self._resolver = resolver
         self._clock = clock
         self._make_address = make_address
         self._refresh = refresh
+        self._health_check = health_check
         self._host = backend.location.host
+        self._port = backend.location.port
         self._literal = isIPAddress(self._host) or isIPv6Address(self._host)
-        self.addresses: list[AddressPool] = []
+        self._addresses: list[BackendAddress] = []
+        self._labels: dict[str, str] = {}
         self._next = 0
         self._resolved_once = False
         self._waiting: list[Deferred[None]] = []
         self._loop: LoopingCall | None = None
         self._failing = False
-        # Active health checks (C_HEALTH), started and stopped with this.
-        self.health_check: object | None = None
         # So the common case (every address fine) skips checking each one:
         # until when some address may be ejected, and how many fail probes.
         self._ejected_until = 0.0
         self._failing_probes = 0
+
+    @property
+    def addresses(self) -> Sequence[BackendAddress]:
+        """The addresses in rotation order (sorted)."""
+        return self._addresses
 
     def start(self) -> None:
         if self._literal:
@@ -110,21 +121,21 @@ class Upstream:
             self._loop = LoopingCall(self.refresh)
             self._loop.clock = self._clock
             self._loop.start(self._refresh, now=True)
-        if self.health_check is not None:
-            self.health_check.start()  # type: ignore[attr-defined]
+        if self._health_check is not None:
+            self._health_check.start(self)
 
     def stop(self) -> Deferred[object]:
-        """Stop resolving and close every idle connection."""
+        """Stop resolving and probing, and close every idle connection."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        if self.health_check is not None:
-            self.health_check.stop()  # type: ignore[attr-defined]
-        closing = [a.retire() for a in self.addresses]
+        if self._health_check is not None:
+            self._health_check.stop()
+        closing = [a.retire() for a in self._addresses]
         return gatherResults([d for d in closing if d is not None])
 
     def refresh(self) -> Deferred[None]:
         """Look the host name up again and adopt what it resolves to."""
-        resolving = resolve_all(self._resolver, self._host, self.backend.location.port)
+        resolving = resolve_all(self._resolver, self._host, self._port)
         resolving.addCallback(self._update)
         resolving.addErrback(self._lookup_failed)
         return resolving
@@ -144,7 +155,7 @@ class Upstream:
         if not found:
             if not self._failing:
                 self._failing = True
-                kept = ", ".join(a.address for a in self.addresses) or "none"
+                kept = ", ".join(a.address for a in self._addresses) or "none"
                 _log.warn(
                     "{color}: {host} resolved to no address; keeping {kept}",
                     color=self.backend.color,
@@ -153,10 +164,13 @@ class Upstream:
                 )
         else:
             self._failing = False
-            current = {a.address: a for a in self.addresses}
+            current = {a.address: a for a in self._addresses}
             wanted = sorted(found)
-            if wanted != [a.address for a in self.addresses]:
-                self.addresses = [current.pop(a, None) or self._make_address(a) for a in wanted]
+            if wanted != [a.address for a in self._addresses]:
+                self._addresses = [
+                    current.pop(a, None) or self._make_address(a) for a in wanted
+                ]
+                self._labels = {a: _label(a, self._port) for a in wanted}
                 for gone in current.values():
                     gone.retire()
                 self.health_changed()
@@ -173,11 +187,11 @@ class Upstream:
 
     def idle_connections(self) -> int:
         """Idle pooled connections to this backend's addresses."""
-        return sum(a.pool.idle_connections() for a in self.addresses if a.pool is not None)
+        return sum(a.idle_connections() for a in self._addresses)
 
     def health_changed(self) -> None:
         """An address passed or failed its probes: recount."""
-        self._failing_probes = sum(not a.probed_healthy for a in self.addresses)
+        self._failing_probes = sum(not a.passing_health_checks for a in self._addresses)
 
     def _all_usable(self, now: float) -> bool:
         return not self._failing_probes and now >= self._ejected_until
@@ -185,14 +199,15 @@ class Upstream:
     @property
     def available(self) -> bool:
         """Whether a request sent now could go to a usable address."""
-        if not self.addresses:
-            # Still resolving: requests wait for the first answer.
+        if not self._addresses:
+            # Waiting for the first lookup: requests wait for its answer.
+            # A name that resolved to nothing serves nothing until it does.
             return not self._resolved_once
         now = self._clock.seconds()
-        return self._all_usable(now) or any(a.usable(now) for a in self.addresses)
+        return self._all_usable(now) or any(a.usable(now) for a in self._addresses)
 
-    def _choose(self) -> AddressPool | None:
-        addresses = self.addresses
+    def _choose(self) -> BackendAddress | None:
+        addresses = self._addresses
         count = len(addresses)
         now = self._clock.seconds()
         if self._all_usable(now):
@@ -205,10 +220,8 @@ class Upstream:
                 return address
         return None
 
-    def _succeeded(self, response: IResponse, address: AddressPool) -> IResponse:
-        address.connect_failures = 0
-        if address.ejections:
-            address.ejections = 0
+    def _succeeded(self, response: IResponse, address: BackendAddress) -> IResponse:
+        if address.connected():
             _log.info(
                 "{color}: {address} is answering again",
                 color=self.backend.color,
@@ -216,14 +229,10 @@ class Upstream:
             )
         return response
 
-    def _failed(self, failure: Failure, address: AddressPool) -> Failure:
+    def _failed(self, failure: Failure, address: BackendAddress) -> Failure:
         if is_connect_failure(failure):
-            address.connect_failures += 1
-            if address.connect_failures >= EJECT_AFTER_FAILURES:
-                address.connect_failures = 0
-                address.ejections += 1
-                seconds = min(EJECT_FIRST * 2 ** (address.ejections - 1), EJECT_MOST)
-                address.ejected_until = self._clock.seconds() + seconds
+            seconds = address.connect_failed(self._clock.seconds())
+            if seconds is not None:
                 self._ejected_until = max(self._ejected_until, address.ejected_until)
                 _log.warn(
                     "{color}: {address} failed to connect {count} times in a row; "
@@ -241,22 +250,34 @@ class Upstream:
         uri: bytes,
         headers: Headers | None = None,
         bodyProducer: IBodyProducer | None = None,
+        sent_to: Callable[[str], None] | None = None,
     ) -> Deferred[IResponse]:
-        if self.addresses:
+        """
+        Send a request to the next usable address.
+
+        @param sent_to: told the C{address:port} the request goes to.
+        """
+        if self._addresses:
             address = self._choose()
             if address is None:
                 return fail(NoHealthyAddress(f"every address of {self._host} is out"))
+            if sent_to is not None:
+                sent_to(self._labels[address.address])
             sending = address.agent.request(method, uri, headers, bodyProducer)
             sending.addCallbacks(
                 self._succeeded, self._failed, callbackArgs=(address,), errbackArgs=(address,)
             )
             return sending
         if self._resolved_once:
-            return fail(DNSLookupError(f"{self._host} has no addresses"))
+            return fail(NoHealthyAddress(f"{self._host} has no addresses"))
         # The first lookup is still running: wait for it rather than fail
         # the requests that arrive in the proxy's first moments.
         ready: Deferred[None] = Deferred(lambda d: self._waiting.remove(d))
         self._waiting.append(ready)
         return ready.addCallback(
-            lambda _: self.request(method, uri, headers, bodyProducer)
+            lambda _: self.request(method, uri, headers, bodyProducer, sent_to)
         )
+
+
+def _label(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

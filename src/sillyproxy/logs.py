@@ -12,12 +12,9 @@ from typing import Any, TextIO
 from twisted.logger import ILogObserver, formatEvent, textFileLogObserver
 from zope.interface import implementer
 
+from ._timestamps import rfc3339
+
 __all__ = ["JSONLineObserver", "observer"]
-
-
-def _rfc3339(seconds: float) -> str:
-    whole = int(seconds)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1000):03d}Z"
 
 
 @implementer(ILogObserver)
@@ -30,7 +27,7 @@ class JSONLineObserver:
     def __call__(self, event: Mapping[str, Any]) -> None:
         level = event.get("log_level")
         record: dict[str, object] = {
-            "time": _rfc3339(event.get("log_time") or time.time()),
+            "time": rfc3339(event.get("log_time") or time.time()),
             "level": getattr(level, "name", "info"),
             "namespace": event.get("log_namespace", "-"),
             "message": formatEvent(event),

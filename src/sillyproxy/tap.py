@@ -12,22 +12,19 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from prometheus_client import CollectorRegistry
-from twisted.web.server import Site
-
 from . import __version__
 from ._accesslog import AccessLog, AccessRecord
-from ._admin import admin_resource
+from ._admin import AdminSite, admin_resource
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
 from ._health import HealthChecker
 from ._lifecycle import ProxyService, tune_garbage_collector
-from ._metrics import ProxyMetrics
-from ._pool import address_pool_factory
+from ._metrics import ProxyMetrics, registry_with_process_metrics
+from ._pool import backend_address_factory
 from ._routing import Router
 from ._site import ProxySite
 from ._transport import FastTCPReactor
-from ._upstream import Upstream
+from ._upstream import ResolvingUpstream
 
 __all__ = ["Options", "makeService", "routing_table"]
 
@@ -47,14 +44,33 @@ class Options(usage.Options):
             "Server endpoint to listen on (default: $SILLYPROXY_LISTEN, else tcp:8080).",
         ],
     ]
+    optFlags = [
+        [
+            "check",
+            None,
+            "Check the configuration, print the routing table, and exit: "
+            "0 if it is valid, 2 if not.",
+        ],
+    ]
 
     def __init__(
-        self, environ: Mapping[str, str] | None = None, stderr: TextIO | None = None
+        self,
+        environ: Mapping[str, str] | None = None,
+        stderr: TextIO | None = None,
+        stdout: TextIO | None = None,
     ) -> None:
         super().__init__()
         self._environ = os.environ if environ is None else environ
         self._stderr = stderr
+        self._stdout = stdout
         self["colors"] = ()
+
+    def opt_version(self) -> None:
+        """Print sillyproxy's version and exit."""
+        stdout = self._stdout if self._stdout is not None else sys.stdout
+        stdout.write(f"sillyproxy {__version__}\n")
+        stdout.flush()
+        raise SystemExit(0)
 
     def parseArgs(self, *colors: str) -> None:
         self["colors"] = colors
@@ -78,6 +94,13 @@ class Options(usage.Options):
                 stderr.write(f"  {problem}\n")
             stderr.flush()
             raise SystemExit(2) from None
+        if self["check"]:
+            stdout = self._stdout if self._stdout is not None else sys.stdout
+            stdout.write(f"sillyproxy: configuration OK; listening on {self['config'].listen}\n")
+            for line in routing_table(self["config"]):
+                stdout.write(f"  {line}\n")
+            stdout.flush()
+            raise SystemExit(0)
 
 
 def routing_table(config: ProxyConfig) -> list[str]:
@@ -102,28 +125,30 @@ def makeService(options: Options) -> IService:
 
     config: ProxyConfig = options["config"]
     tunables = config.tunables
-    fast_tcp = FastTCPReactor(reactor)
+    # The batched-send transports, or (SILLYPROXY_FAST_TRANSPORT=0)
+    # Twisted's own, should a Twisted release disagree with them.
+    tcp = FastTCPReactor(reactor) if tunables.fast_transport else reactor
     upstreams = [
-        Upstream(
+        ResolvingUpstream(
             backend,
             reactor.nameResolver,
             reactor,
-            address_pool_factory(
+            backend_address_factory(
                 reactor,
                 backend.location,
                 keepalive=tunables.backend_keepalive,
                 connect_timeout=tunables.connect_timeout,
-                connect_reactor=fast_tcp,
+                connect_reactor=tcp,
             ),
             refresh=tunables.dns_refresh,
+            health_check=(
+                HealthChecker(backend.health_path, tunables.health_interval, reactor)
+                if backend.health_path is not None
+                else None
+            ),
         )
         for backend in config.backends
     ]
-    for upstream in upstreams:
-        if upstream.backend.health_path is not None:
-            upstream.health_check = HealthChecker(
-                upstream, upstream.backend.health_path, tunables.health_interval, reactor
-            )
     router = Router(
         config.backends,
         {u.backend.color: u for u in upstreams},
@@ -136,7 +161,7 @@ def makeService(options: Options) -> IService:
         header_timeout=tunables.header_timeout,
     )
     metrics = ProxyMetrics(
-        CollectorRegistry(),
+        registry_with_process_metrics(),
         router,
         __version__,
         lambda: {
@@ -160,15 +185,13 @@ def makeService(options: Options) -> IService:
         metrics=metrics,
     )
     admin = None
-    if tunables.admin_listen.lower() != "none":
-        admin_site = Site(
+    if tunables.admin_listen is not None:
+        admin_site = AdminSite(
             admin_resource(metrics, router, site, reactor.seconds, __version__, config.listen)
         )
-        admin_site.noisy = False
-        admin_site.displayTracebacks = False
-        admin = (serverFromString(fast_tcp, tunables.admin_listen), admin_site)
+        admin = (serverFromString(tcp, tunables.admin_listen), admin_site)
     return ProxyService(
-        serverFromString(fast_tcp, config.listen),
+        serverFromString(tcp, config.listen),
         site,
         upstreams,
         drain_timeout=tunables.drain_timeout,
