@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sillyproxy._admin import admin_resource
 from sillyproxy._metrics import ProxyMetrics
+from sillyproxy._routing import Router
 from sillyproxy._site import ProxySite
 
 from .support import AgentUpstream, CaptureResource, InMemoryProxy, ScriptedAgent, backend, failing_agent
@@ -141,3 +142,99 @@ class AdminTests(SynchronousTestCase):
         }
         self.assertEqual(sum(errors.values()), 6)  # each request tried twice: once, then failover
         self.assertEqual({reason for _, reason in errors}, {"connect"})
+
+
+class RetryMetricTests(SynchronousTestCase):
+    def test_retries_counted_against_the_colour_that_failed(self) -> None:
+        """
+        If green refuses every connection and its requests are retried on
+        blue, then sillyproxy_retries_total counts each, and the README's
+        success rate (ok / (served + retried away)) is 0 for green and 1 for blue.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+
+        clock = Clock()
+        blue = CaptureResource()
+        proxy = InMemoryProxy(
+            [(backend("blue", "http://b:1", 1), blue)],
+            extra_backends=[backend("green", "http://g:1", 1)],
+            seed=5,
+            metrics_for=lambda router: ProxyMetrics(
+                CollectorRegistry(), router, "9.9.9", lambda: {}, clock.seconds
+            ),
+        )
+        proxy.router.upstreams["green"] = AgentUpstream(failing_agent(ConnectionRefusedError()))
+        for _ in range(40):
+            d = proxy.client.get("http://proxy/")
+            proxy.flush()
+            self.assertEqual(self.successResultOf(d).code, 200)
+        assert proxy.metrics is not None
+        samples = [
+            s
+            for f in text_string_to_metric_families(generate_latest(proxy.metrics.registry).decode())
+            for s in f.samples
+        ]
+        retries = {
+            (s.labels["from_color"], s.labels["to_color"]): s.value
+            for s in samples
+            if s.name == "sillyproxy_retries_total"
+        }
+        retried = len(blue.seen) - sum(1 for r in proxy.access if r.outcome != "failover")
+        self.assertGreater(retried, 0)
+        self.assertEqual(retries, {("green", "blue"): retried})
+        served: dict[str, float] = {}
+        ok: dict[str, float] = {}
+        for s in samples:
+            if s.name == "sillyproxy_requests_total":
+                served[s.labels["color"]] = served.get(s.labels["color"], 0) + s.value
+                if not s.labels["code"].startswith("5"):
+                    ok[s.labels["color"]] = ok.get(s.labels["color"], 0) + s.value
+        away = {"green": retries[("green", "blue")], "blue": 0}
+        rate = {c: ok.get(c, 0) / (served.get(c, 0) + away[c]) for c in ("blue", "green")}
+        self.assertEqual(rate, {"blue": 1.0, "green": 0.0})
+
+    def test_process_metrics_registered(self) -> None:
+        """If the tap's registry is used, then process_*, python_gc_* and python_info series are exposed."""
+        from sillyproxy._metrics import registry_with_process_metrics
+
+        names = {f.name for f in text_string_to_metric_families(generate_latest(registry_with_process_metrics()).decode())}
+        self.assertTrue({"process_cpu_seconds", "python_gc_collections", "python_info"} <= names, names)
+
+
+class QuietAdminTests(SynchronousTestCase):
+    def test_admin_requests_not_logged(self) -> None:
+        """If probes and scrapes reach the admin listener, then nothing is logged for them (a plain Site logs a line each)."""
+        from twisted.logger import globalLogPublisher
+        from twisted.web.server import Site
+
+        from sillyproxy._admin import AdminSite
+
+        from .support import InMemoryClient
+
+        def logged(site_class: type[Site]) -> list[dict[str, object]]:
+            resource = admin_resource(
+                ProxyMetrics(CollectorRegistry(), Router([], {}, lambda n: 0), "1", lambda: {}, lambda: 0.0),
+                Router([], {}, lambda n: 0),
+                ProxySite(None),
+                lambda: 0.0,
+                "1",
+                "tcp:8080",
+            )
+            events: list[dict[str, object]] = []
+            globalLogPublisher.addObserver(events.append)
+            site = site_class(resource, reactor=Clock())
+            # Started as a listener starts it: that is when Site opens its log.
+            site.doStart()
+            try:
+                client = InMemoryClient(site)
+                for path in ("/healthz", "/readyz", "/metrics"):
+                    d = client.get("http://admin" + path)
+                    client.flush()
+                    self.successResultOf(d)
+            finally:
+                site.doStop()
+                globalLogPublisher.removeObserver(events.append)
+            return [e for e in events if "GET /" in str(e)]
+
+        self.assertGreaterEqual(len(logged(Site)), 3)
+        self.assertEqual(logged(AdminSite), [])

@@ -6,7 +6,7 @@ import os
 import random
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
@@ -119,9 +119,13 @@ def routing_table(config: ProxyConfig) -> list[str]:
     return lines
 
 
-def makeService(options: Options) -> IService:
-    """Build the proxy from parsed options, using the real reactor, resolver and randomness."""
-    from twisted.internet import reactor
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build the proxy from parsed options, using the real reactor (unless a
+    test passes another), resolver and randomness.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
 
     config: ProxyConfig = options["config"]
     tunables = config.tunables
