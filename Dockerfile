@@ -1,18 +1,36 @@
 # One image for both apps: `docker run IMAGE` is the proxy, `docker run IMAGE myapp` the demo backend.
+#
+# The OCI labels for the version, source, revision and build time come from
+# build args (all empty by default; pyproject.toml is the only place the
+# version is written, and the build fails if VERSION disagrees with it):
+#
+#   docker build \
+#     --build-arg VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml)" \
+#     --build-arg SOURCE="$(git remote get-url origin)" \
+#     --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+#     -t sillyproxy .
+#
+# (SOURCE must be a URL without credentials: labels are public.)
 
 # Install into a virtual environment in a throwaway stage; the final image
 # copies only that environment: no pip cache, no wheels, no sources.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE /src/
 COPY src /src/src
 RUN python -m venv --without-pip /opt/sillyproxy \
  && pip --python /opt/sillyproxy/bin/python install /src
+# Declared after the install so a new VERSION only reruns this check.
+ARG VERSION=
+RUN installed="$(/opt/sillyproxy/bin/python -c 'import sillyproxy; print(sillyproxy.__version__)')" \
+ && if [ -n "$VERSION" ] && [ "$VERSION" != "$installed" ]; then \
+      echo "VERSION=$VERSION but pyproject.toml says $installed" >&2; exit 1; \
+    fi
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="sillyproxy" \
       org.opencontainers.image.description="Edge HTTP proxy for blue/green and canary releases, configured by environment variables" \
-      org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="MIT"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -35,3 +53,12 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
 # --logger picks text or JSON logs from SILLYPROXY_ACCESS_LOG.
 ENTRYPOINT ["twistd", "--nodaemon", "--pidfile=", "--logger=sillyproxy.logs.observer"]
 CMD ["sillyproxy"]
+# Last, so a new CREATED or REVISION (every build) reuses every layer above.
+ARG VERSION=
+ARG SOURCE=
+ARG REVISION=
+ARG CREATED=
+LABEL org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.source="$SOURCE" \
+      org.opencontainers.image.revision="$REVISION" \
+      org.opencontainers.image.created="$CREATED"

@@ -78,9 +78,11 @@ class Slow(Resource):
 
     def render(self, request):  # type: ignore[no-untyped-def]
         delay = int(request.args.get(b"ms", [b"200"])[0]) / 1000
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
 
         def answer() -> None:
-            if not request._disconnected:
+            if not gone:
                 request.write((request.getHeader(b"color") or b"-") + b"\n")
                 request.finish()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
+from twisted.trial.unittest import SynchronousTestCase
 
 from sillyproxy._config import (
     ConfigError,
@@ -12,10 +12,11 @@ from sillyproxy._config import (
     parse_weight,
 )
 
+from .support import TableTests, rows
 
-@pytest.mark.parametrize(
-    "url, origin, base_path",
-    [
+
+class BackendURLTests(TableTests):
+    @rows(
         ("http://myapp-v1:8080", b"http://myapp-v1:8080", b""),
         ("http://myapp-v2:8080/", b"http://myapp-v2:8080", b"/"),
         ("https://example.com/prefix/", b"https://example.com", b"/prefix/"),
@@ -24,17 +25,13 @@ from sillyproxy._config import (
         ("http://127.0.0.1", b"http://127.0.0.1", b""),
         ("HTTP://Host.Example", b"http://Host.Example", b""),
         ("http://tasks.myapp_v1:80", b"http://tasks.myapp_v1:80", b""),
-    ],
-)
-def test_backend_url_accepted(url: str, origin: bytes, base_path: bytes) -> None:
-    """If a backend URL is well formed, then its origin and raw base path come back."""
-    parsed = parse_backend_url(url)
-    assert (parsed.origin, parsed.base_path) == (origin, base_path)
+    )
+    def test_backend_url_accepted(self, url: str, origin: bytes, base_path: bytes) -> None:
+        """If a backend URL is well formed, then its origin and raw base path come back."""
+        parsed = parse_backend_url(url)
+        self.assertEqual((parsed.origin, parsed.base_path), (origin, base_path))
 
-
-@pytest.mark.parametrize(
-    "url, reason",
-    [
+    @rows(
         ("ftp://h", "scheme must be http or https"),
         ("myapp-v1:8080", "scheme must be http or https"),
         ("http://", "host is missing"),
@@ -51,27 +48,20 @@ def test_backend_url_accepted(url: str, origin: bytes, base_path: bytes) -> None
         ("http://bücher.example", "must be ASCII (percent-encode the path, use punycode hosts)"),
         ("http://h!x", "host is not a valid host name"),
         ("http://[::zz]", "host is not a valid IPv6 address"),
-    ],
-)
-def test_backend_url_refused(url: str, reason: str) -> None:
-    """If a backend URL cannot name a backend, then the reason says why."""
-    with pytest.raises(ValueError) as caught:
-        parse_backend_url(url)
-    assert str(caught.value) == reason
+    )
+    def test_backend_url_refused(self, url: str, reason: str) -> None:
+        """If a backend URL cannot name a backend, then the reason says why."""
+        caught = self.assertRaises(ValueError, parse_backend_url, url)
+        self.assertEqual(str(caught), reason)
 
 
-@pytest.mark.parametrize(
-    "text, weight",
-    [("0", 0), ("1", 1), ("4", 4), (" 7 ", 7), ("1000000", 1_000_000), ("007", 7)],
-)
-def test_weight_accepted(text: str, weight: int) -> None:
-    """If a weight is a whole number in range, then it is that number."""
-    assert parse_weight(text) == weight
+class WeightTests(TableTests):
+    @rows(("0", 0), ("1", 1), ("4", 4), (" 7 ", 7), ("1000000", 1_000_000), ("007", 7))
+    def test_weight_accepted(self, text: str, weight: int) -> None:
+        """If a weight is a whole number in range, then it is that number."""
+        self.assertEqual(parse_weight(text), weight)
 
-
-@pytest.mark.parametrize(
-    "text, reason",
-    [
+    @rows(
         ("abc", "not an integer"),
         ("-1", "not an integer"),
         ("+1", "not an integer"),
@@ -81,73 +71,83 @@ def test_weight_accepted(text: str, weight: int) -> None:
         ("", "not an integer"),
         ("1000001", "must be from 0 to 1000000"),
         ("99999999999999999999", "must be from 0 to 1000000"),
-    ],
-)
-def test_weight_refused(text: str, reason: str) -> None:
-    """If a weight is not a whole number from 0 to 1,000,000, then it is refused."""
-    with pytest.raises(ValueError) as caught:
-        parse_weight(text)
-    assert str(caught.value) == reason
-
-
-def test_walkthrough_canary() -> None:
-    """If BLUE and GREEN are set with weights 4 and 1, then both are served in that split."""
-    config = parse_config(
-        {
-            "BLUE": "http://myapp-v1:8080",
-            "GREEN": "http://myapp-v2:8080/",
-            "BLUE_WEIGHT": "4",
-            "GREEN_WEIGHT": "1",
-        }
     )
-    assert [(b.color, b.url, b.weight) for b in config.backends] == [
-        ("blue", "http://myapp-v1:8080", 4),
-        ("green", "http://myapp-v2:8080/", 1),
-    ]
-    assert config.unserved == ()
-    assert config.total_weight == 5
-    assert config.listen == "tcp:8080"
+    def test_weight_refused(self, text: str, reason: str) -> None:
+        """If a weight is not a whole number from 0 to 1,000,000, then it is refused."""
+        caught = self.assertRaises(ValueError, parse_weight, text)
+        self.assertEqual(str(caught), reason)
 
 
-def test_unset_color_is_not_served() -> None:
-    """If GREEN is unset or empty, then green is listed as unserved, not an error."""
-    for environ in ({"BLUE": "http://a"}, {"BLUE": "http://a", "GREEN": ""}):
-        config = parse_config(environ)
-        assert [b.color for b in config.backends] == ["blue"]
-        assert config.unserved == ("green",)
+class ColourTests(SynchronousTestCase):
+    def test_walkthrough_canary(self) -> None:
+        """If BLUE and GREEN are set with weights 4 and 1, then both are served in that split."""
+        config = parse_config(
+            {
+                "BLUE": "http://myapp-v1:8080",
+                "GREEN": "http://myapp-v2:8080/",
+                "BLUE_WEIGHT": "4",
+                "GREEN_WEIGHT": "1",
+            }
+        )
+        self.assertEqual(
+            [(b.color, b.url, b.weight) for b in config.backends],
+            [("blue", "http://myapp-v1:8080", 4), ("green", "http://myapp-v2:8080/", 1)],
+        )
+        self.assertEqual(config.unserved, ())
+        self.assertEqual(config.total_weight, 5)
+        self.assertEqual(config.listen, "tcp:8080")
+
+    def test_unset_color_is_not_served(self) -> None:
+        """If GREEN is unset or empty, then green is listed as unserved, not an error."""
+        for environ in ({"BLUE": "http://a"}, {"BLUE": "http://a", "GREEN": ""}):
+            config = parse_config(environ)
+            self.assertEqual([b.color for b in config.backends], ["blue"], environ)
+            self.assertEqual(config.unserved, ("green",), environ)
+
+    def test_extra_colors_from_arguments_and_env(self) -> None:
+        """If colours come from arguments and SILLYPROXY_COLORS, then each is read once, case-insensitively."""
+        config = parse_config(
+            {
+                "SILLYPROXY_COLORS": "Red, canary,,BLUE",
+                "RED": "http://r",
+                "CANARY": "http://c",
+                "CANARY_WEIGHT": "0",
+                "PURPLE": "http://p",
+            },
+            arguments=["purple", "RED"],
+        )
+        self.assertEqual(
+            [(b.color, b.weight) for b in config.backends],
+            [("purple", 1), ("red", 1), ("canary", 0)],
+        )
+        self.assertEqual(config.unserved, ("blue", "green"))
+
+    def test_listen_precedence(self) -> None:
+        """If --listen is given it wins over SILLYPROXY_LISTEN, which wins over tcp:8080."""
+        environ = {"SILLYPROXY_LISTEN": "tcp:9000"}
+        self.assertEqual(parse_config(environ).listen, "tcp:9000")
+        self.assertEqual(parse_config(environ, listen="unix:/tmp/s").listen, "unix:/tmp/s")
+        self.assertEqual(parse_config({}).listen, "tcp:8080")
+
+    def test_problem_without_value(self) -> None:
+        """If a problem has no value, then its message names only the variable."""
+        self.assertEqual(str(ConfigProblem("X", None, "missing")), "X: missing")
+
+    def test_health_path(self) -> None:
+        """If C_HEALTH is set, then the colour carries its health-check path; without C it is an error."""
+        config = parse_config({"BLUE": "http://b", "BLUE_HEALTH": "/healthz"})
+        self.assertEqual(config.backends[0].health_path, "/healthz")
+        caught = self.assertRaises(ConfigError, parse_config, {"GREEN_HEALTH": "/healthz"})
+        self.assertEqual(str(caught), "GREEN_HEALTH='/healthz': set, but GREEN (the backend URL) is not")
 
 
-def test_extra_colors_from_arguments_and_env() -> None:
-    """If colours come from arguments and SILLYPROXY_COLORS, then each is read once, case-insensitively."""
-    config = parse_config(
-        {
-            "SILLYPROXY_COLORS": "Red, canary,,BLUE",
-            "RED": "http://r",
-            "CANARY": "http://c",
-            "CANARY_WEIGHT": "0",
-            "PURPLE": "http://p",
-        },
-        arguments=["purple", "RED"],
-    )
-    assert [(b.color, b.weight) for b in config.backends] == [
-        ("purple", 1),
-        ("red", 1),
-        ("canary", 0),
-    ]
-    assert config.unserved == ("blue", "green")
+def _check_listen(description: str) -> None:
+    if description.startswith("bogus"):
+        raise ValueError("unknown")
 
 
-def test_listen_precedence() -> None:
-    """If --listen is given it wins over SILLYPROXY_LISTEN, which wins over tcp:8080."""
-    environ = {"SILLYPROXY_LISTEN": "tcp:9000"}
-    assert parse_config(environ).listen == "tcp:9000"
-    assert parse_config(environ, listen="unix:/tmp/s").listen == "unix:/tmp/s"
-    assert parse_config({}).listen == "tcp:8080"
-
-
-@pytest.mark.parametrize(
-    "environ, arguments, listen, problems",
-    [
+class ProblemTests(TableTests):
+    @rows(
         (
             {"GREEN_WEIGHT": "abc", "GREEN": "http://g"},
             [],
@@ -211,31 +211,16 @@ def test_listen_precedence() -> None:
             "bogus:1",
             ["--listen='bogus:1': not a server endpoint (unknown)"],
         ),
-    ],
-)
-def test_every_problem_is_named(
-    environ: dict[str, str], arguments: list[str], listen: str | None, problems: list[str]
-) -> None:
-    """If settings are bad, then one error lists each bad variable with its value and reason."""
+    )
+    def test_every_problem_is_named(
+        self, environ: dict[str, str], arguments: list[str], listen: str | None, problems: list[str]
+    ) -> None:
+        """If settings are bad, then one error lists each bad variable with its value and reason."""
+        caught = self.assertRaises(ConfigError, parse_config, environ, arguments, listen, _check_listen)
+        self.assertEqual([str(p) for p in caught.problems], problems)
+        self.assertEqual(str(caught), "\n".join(problems))
 
-    def check_listen(description: str) -> None:
-        if description.startswith("bogus"):
-            raise ValueError("unknown")
-
-    with pytest.raises(ConfigError) as caught:
-        parse_config(environ, arguments, listen, check_listen)
-    assert [str(p) for p in caught.value.problems] == problems
-    assert str(caught.value) == "\n".join(problems)
-
-
-def test_problem_without_value() -> None:
-    """If a problem has no value, then its message names only the variable."""
-    assert str(ConfigProblem("X", None, "missing")) == "X: missing"
-
-
-@pytest.mark.parametrize(
-    "environ, attribute, value",
-    [
+    @rows(
         ({}, "max_body", 1024**3),
         ({"SILLYPROXY_MAX_BODY": "0"}, "max_body", 0),
         ({"SILLYPROXY_MAX_BODY": "1048576"}, "max_body", 1048576),
@@ -257,16 +242,12 @@ def test_problem_without_value() -> None:
         ({"SILLYPROXY_FAST_TRANSPORT": "off"}, "fast_transport", False),
         ({"SILLYPROXY_FAST_TRANSPORT": "1"}, "fast_transport", True),
         ({"SILLYPROXY_FAST_TRANSPORT": "   "}, "fast_transport", True),
-    ],
-)
-def test_tunables(environ: dict[str, str], attribute: str, value: object) -> None:
-    """If a SILLYPROXY_* setting is given (or not), then the proxy uses it (or the default)."""
-    assert getattr(parse_config(environ).tunables, attribute) == value
+    )
+    def test_tunables(self, environ: dict[str, str], attribute: str, value: object) -> None:
+        """If a SILLYPROXY_* setting is given (or not), then the proxy uses it (or the default)."""
+        self.assertEqual(getattr(parse_config(environ).tunables, attribute), value)
 
-
-@pytest.mark.parametrize(
-    "variable, text, reason",
-    [
+    @rows(
         ("SILLYPROXY_MAX_BODY", "lots", "not a size (bytes, or a number with K, M or G)"),
         ("SILLYPROXY_MAX_BODY", "-1", "not a size (bytes, or a number with K, M or G)"),
         ("SILLYPROXY_MAX_BODY", "2000G", "must be at most 1024G"),
@@ -278,37 +259,22 @@ def test_tunables(environ: dict[str, str], attribute: str, value: object) -> Non
         ("SILLYPROXY_ACCESS_LOG", "xml", "must be text, json or off"),
         ("SILLYPROXY_FAST_TRANSPORT", "maybe", "must be 1 or 0"),
         ("BLUE_HEALTH", "healthz", "must be an ASCII path starting with /"),
-    ],
-)
-def test_tunables_refused(variable: str, text: str, reason: str) -> None:
-    """If a SILLYPROXY_* setting is malformed, then the error names it, its value and the reason."""
-    with pytest.raises(ConfigError) as caught:
-        parse_config({"BLUE": "http://b", variable: text})
-    assert [str(p) for p in caught.value.problems] == [f"{variable}={text!r}: {reason}"]
+    )
+    def test_tunables_refused(self, variable: str, text: str, reason: str) -> None:
+        """If a SILLYPROXY_* setting is malformed, then the error names it, its value and the reason."""
+        caught = self.assertRaises(ConfigError, parse_config, {"BLUE": "http://b", variable: text})
+        self.assertEqual([str(p) for p in caught.problems], [f"{variable}={text!r}: {reason}"])
 
-
-def test_health_path() -> None:
-    """If C_HEALTH is set, then the colour carries its health-check path; without C it is an error."""
-    config = parse_config({"BLUE": "http://b", "BLUE_HEALTH": "/healthz"})
-    assert config.backends[0].health_path == "/healthz"
-    with pytest.raises(ConfigError) as caught:
-        parse_config({"GREEN_HEALTH": "/healthz"})
-    assert str(caught.value) == "GREEN_HEALTH='/healthz': set, but GREEN (the backend URL) is not"
-
-
-@pytest.mark.parametrize(
-    "environ",
-    [
-        {"BLUE": "http://b", "BLUE_WEIGHT": "  "},
-        {"BLUE": "http://b", "BLUE_HEALTH": "\t"},
-        {"BLUE": "http://b", "GREEN": "   ", "GREEN_WEIGHT": " "},
-        {"BLUE": "http://b", "SILLYPROXY_LISTEN": "  ", "SILLYPROXY_MAX_BODY": " "},
-    ],
-)
-def test_whitespace_only_is_unset(environ: dict[str, str]) -> None:
-    """If any variable holds only whitespace, then it counts as unset, the same for every variable."""
-    config = parse_config(environ)
-    assert [(b.color, b.weight, b.health_path) for b in config.backends] == [("blue", 1, None)]
-    assert config.unserved == ("green",)
-    assert config.listen == "tcp:8080"
-    assert config.tunables.max_body == 1024**3
+    @rows(
+        ({"BLUE": "http://b", "BLUE_WEIGHT": "  "},),
+        ({"BLUE": "http://b", "BLUE_HEALTH": "\t"},),
+        ({"BLUE": "http://b", "GREEN": "   ", "GREEN_WEIGHT": " "},),
+        ({"BLUE": "http://b", "SILLYPROXY_LISTEN": "  ", "SILLYPROXY_MAX_BODY": " "},),
+    )
+    def test_whitespace_only_is_unset(self, environ: dict[str, str]) -> None:
+        """If any variable holds only whitespace, then it counts as unset, the same for every variable."""
+        config = parse_config(environ)
+        self.assertEqual([(b.color, b.weight, b.health_path) for b in config.backends], [("blue", 1, None)])
+        self.assertEqual(config.unserved, ("green",))
+        self.assertEqual(config.listen, "tcp:8080")
+        self.assertEqual(config.tunables.max_body, 1024**3)

@@ -18,8 +18,17 @@ from sillyproxy._config import KNOWN_VARIABLES
 from .processes import START_TIMEOUT, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK = ROOT / "deploy" / "swarm" / "stack.yml"
+SWARM = ROOT / "deploy" / "swarm"
+STACK = SWARM / "stack.yml"
+HOST_PORTS_STACK = SWARM / "stack-host-ports.yml"
+STACKS = [STACK, HOST_PORTS_STACK]
 KUBERNETES = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+RECOMMENDED_LABELS = {"name", "instance", "component", "part-of"}
 
 
 def _environment_names(document: object) -> set[str]:
@@ -62,11 +71,66 @@ def test_stack_parses_with_the_walkthrough_shape() -> None:
     assert stack["networks"]["backend"]["driver"] == "overlay"
 
 
+def test_stack_relies_on_the_ingress_mesh() -> None:
+    """If stack.yml is read, then the proxy is published through the ingress mesh, so it may start the new task first."""
+    proxy = yaml.safe_load(STACK.read_text())["services"]["proxy"]
+    assert proxy["ports"] == ["8080:8080"]
+    assert proxy["deploy"].get("endpoint_mode", "vip") == "vip"
+    assert "ingress" in STACK.read_text() and HOST_PORTS_STACK.name in STACK.read_text()
+
+
+@pytest.mark.parametrize("path", STACKS, ids=lambda p: p.name)
+def test_stack_has_no_version_and_limits_every_service(path: Path) -> None:
+    """If a stack file is read, then it has no obsolete top-level `version:` and every service has CPU and memory limits."""
+    stack = yaml.safe_load(path.read_text())
+    assert "version" not in stack
+    for name, service in stack["services"].items():
+        limits = service["deploy"]["resources"]["limits"]
+        assert float(limits["cpus"]) > 0, name
+        assert re.fullmatch(r"\d+[KMG]", limits["memory"]), name
+
+
+def test_host_ports_stack_works_without_ipvs() -> None:
+    """If stack-host-ports.yml is read, then it uses no VIP, publishes the proxy in host mode, and stops the old proxy task first."""
+    stack = yaml.safe_load(HOST_PORTS_STACK.read_text())
+    services = stack["services"]
+    assert set(services) == {"proxy", "myapp-v1", "myapp-v2"}
+    assert all(s["deploy"]["endpoint_mode"] == "dnsrr" for s in services.values())
+    proxy = services["proxy"]
+    [port] = proxy["ports"]
+    assert (port["mode"], port["target"]) == ("host", 8080)
+    # One task per node can hold a host port, hence one proxy per node.
+    assert proxy["deploy"]["mode"] == "global"
+    assert proxy["deploy"]["update_config"]["order"] == "stop-first"
+    assert proxy["deploy"]["rollback_config"]["order"] == "stop-first"
+    assert proxy["deploy"]["update_config"]["failure_action"] == "rollback"
+    grace = int(proxy["stop_grace_period"].rstrip("s"))
+    assert grace > float(proxy["environment"]["SILLYPROXY_DRAIN_TIMEOUT"])
+    assert all("healthcheck" in s for s in services.values())
+
+
+def _kubernetes_documents() -> list[dict]:
+    return [d for path in KUBERNETES for d in yaml.safe_load_all(path.read_text())]
+
+
+def _deployments() -> list[dict]:
+    return [d for d in _kubernetes_documents() if d["kind"] == "Deployment"]
+
+
 def test_kubernetes_manifests_parse() -> None:
     """If the manifests are read, then the proxy has probes on /readyz and /healthz and a grace period above the drain."""
-    documents = [d for path in KUBERNETES for d in yaml.safe_load_all(path.read_text())]
+    documents = _kubernetes_documents()
     kinds = sorted(d["kind"] for d in documents)
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Deployment", "Service", "Service", "Service"]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Deployment",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "Service",
+        "Service",
+    ]
     proxy = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "sillyproxy")
     spec = proxy["spec"]["template"]["spec"]
     container = spec["containers"][0]
@@ -77,7 +141,67 @@ def test_kubernetes_manifests_parse() -> None:
     assert spec["terminationGracePeriodSeconds"] > float(config["data"]["SILLYPROXY_DRAIN_TIMEOUT"]) + 5
 
 
-@pytest.mark.parametrize("path", [STACK, *KUBERNETES], ids=lambda p: p.name)
+def test_disruption_budget_keeps_a_proxy() -> None:
+    """If nodes are drained, then the PodDisruptionBudget keeps at least one (and not every) proxy pod."""
+    documents = _kubernetes_documents()
+    [budget] = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    proxy = next(d for d in _deployments() if d["metadata"]["name"] == "sillyproxy")
+    pod_labels = proxy["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert 1 <= budget["spec"]["minAvailable"] < proxy["spec"]["replicas"]
+
+
+@pytest.mark.parametrize("name", ["sillyproxy", "myapp-v1", "myapp-v2"])
+def test_pods_meet_the_restricted_pod_security_standard(name: str) -> None:
+    """If a Deployment is read, then its pods run as non-root with RuntimeDefault seccomp and their containers drop every privilege on a read-only root."""
+    deployment = next(d for d in _deployments() if d["metadata"]["name"] == name)
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in spec["containers"]:
+        assert container["securityContext"].items() >= RESTRICTED_CONTAINER.items()
+
+
+@pytest.mark.parametrize("name", ["sillyproxy", "myapp-v1", "myapp-v2"])
+def test_request_bodies_have_a_writable_spool(name: str) -> None:
+    """If the root filesystem is read-only, then /tmp (where twisted.web spools bodies over 100 KB) is an emptyDir."""
+    deployment = next(d for d in _deployments() if d["metadata"]["name"] == name)
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for container in spec["containers"]:
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        spool_dir = env.get("TMPDIR", "/tmp")
+        [mount] = [m for m in container.get("volumeMounts", []) if m["mountPath"] == spool_dir]
+        assert "emptyDir" in volumes[mount["name"]]
+        assert not mount.get("readOnly", False)
+
+
+def test_every_object_has_the_recommended_labels() -> None:
+    """If the manifests are read, then every object and pod template carries app.kubernetes.io/ name, instance, component and part-of."""
+    for document in _kubernetes_documents():
+        label_sets = [document["metadata"].get("labels", {})]
+        if document["kind"] == "Deployment":
+            label_sets.append(document["spec"]["template"]["metadata"]["labels"])
+            selector = document["spec"]["selector"]["matchLabels"]
+            assert selector.items() <= label_sets[-1].items()
+        for labels in label_sets:
+            present = {k.split("/", 1)[1] for k in labels if k.startswith("app.kubernetes.io/")}
+            assert RECOMMENDED_LABELS <= present, (document["kind"], document["metadata"]["name"])
+    for name, version in [("myapp-v1", "v1"), ("myapp-v2", "v2")]:
+        deployment = next(d for d in _deployments() if d["metadata"]["name"] == name)
+        assert deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == version
+
+
+def test_weight_change_advice_goes_through_the_config_map() -> None:
+    """If the proxy manifest says how to change the split, then it is the ConfigMap and a restart, never `kubectl set env`."""
+    text = (ROOT / "deploy" / "kubernetes" / "sillyproxy.yaml").read_text()
+    advice = [line for line in text.splitlines() if line.startswith("#   kubectl")]
+    assert "#   kubectl rollout restart deployment/sillyproxy" in advice
+    assert not [line for line in advice if "set env" in line]
+
+
+@pytest.mark.parametrize("path", [*STACKS, *KUBERNETES], ids=lambda p: p.name)
 def test_only_known_settings(path: Path) -> None:
     """If a deployment file sets SILLYPROXY_* variables, then the proxy knows every one of them."""
     names = set()
@@ -85,6 +209,57 @@ def test_only_known_settings(path: Path) -> None:
         names |= _environment_names(document)
     sillyproxy_names = {n for n in names if n.startswith("SILLYPROXY_")}
     assert sillyproxy_names <= KNOWN_VARIABLES, sillyproxy_names - KNOWN_VARIABLES
+
+
+def _continued_lines(text: str) -> list[str]:
+    """The lines of a shell script or Dockerfile, with backslash continuations joined."""
+    return re.sub(r"\\\n\s*", " ", text).splitlines()
+
+
+def test_image_labels_come_from_build_args() -> None:
+    """If the image is built, then its OCI version, source, revision and created labels come from build args with empty defaults."""
+    text = (ROOT / "Dockerfile").read_text()
+    final_stage = text[text.rindex("\nFROM ") :]
+    arguments = dict(re.findall(r"^ARG (\w+)=(.*)$", final_stage, re.M))
+    labels = dict(re.findall(r'org\.opencontainers\.image\.(\w+)="([^"]*)"', final_stage))
+    for label, argument in [("version", "VERSION"), ("source", "SOURCE"), ("revision", "REVISION"), ("created", "CREATED")]:
+        assert labels[label] == f"${argument}"
+        assert arguments[argument] == ""
+        assert f"--build-arg {argument}=" in text
+    assert labels["licenses"] == "MIT"
+
+
+def test_license_is_mit_and_shipped() -> None:
+    """If the project says it is MIT, then LICENSE holds the MIT text for the sillyproxy authors, and the image build copies it."""
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License")
+    assert "Copyright (c) 2026 the sillyproxy authors" in license_text
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    copies = [line for line in _continued_lines((ROOT / "Dockerfile").read_text()) if line.startswith("COPY ") and "LICENSE" in line]
+    assert copies
+
+
+def test_replay_script_never_waits_unbounded() -> None:
+    """If the walkthrough replay runs, then every service create/update/scale is detached, the port is set at the top, and it ends with one OK or FAILED line."""
+    path = SWARM / "replay-walkthrough.sh"
+    text = path.read_text()
+    subprocess.run(["bash", "-n", str(path)], check=True, timeout=30)
+    changes = [line for line in _continued_lines(text) if re.search(r"\bservice (create|update|scale)\b", line) and not line.lstrip().startswith("#")]
+    assert len(changes) >= 7
+    assert all("--detach" in line for line in changes), [line for line in changes if "--detach" not in line]
+    first_use = text.index("$PORT")
+    assert re.search(r"^PORT=", text[:first_use], re.M)
+    assert 'echo "OK: ' in text and 'echo "FAILED: ' in text
+    assert "timeout" in text
+
+
+def test_update_measurement_script_is_detached() -> None:
+    """If measure-update.py changes a service, then it does so detached, under a timeout."""
+    path = SWARM / "measure-update.py"
+    compile(path.read_text(), str(path), "exec")
+    calls = re.findall(r'"service", "(?:create|update)"[^)]*', path.read_text())
+    assert calls and all('"--detach"' in call for call in calls)
+    assert "timeout=DOCKER_TIMEOUT" in path.read_text()
 
 
 def _dockerfile_command() -> list[str]:
@@ -131,20 +306,3 @@ def test_image_command_starts_the_proxy(tmp_path: Path) -> None:
     events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert any(e["message"].startswith("sillyproxy listening on") for e in events)
     assert any(e["message"] == "drained" for e in events)
-
-
-@pytest.mark.parametrize(
-    "command, environ, url",
-    [
-        (["twistd", "--nodaemon", "sillyproxy"], {}, "http://127.0.0.1:9901/healthz"),
-        (["twistd", "sillyproxy"], {"SILLYPROXY_ADMIN_LISTEN": "tcp:9000"}, "http://127.0.0.1:9000/healthz"),
-        (["twistd", "sillyproxy"], {"SILLYPROXY_ADMIN_LISTEN": "none"}, None),
-        (["twistd", "--nodaemon", "myapp"], {}, "http://127.0.0.1:8080/"),
-        (["twistd", "myapp", "--listen", "tcp:7000"], {}, "http://127.0.0.1:7000/"),
-    ],
-)
-def test_healthcheck_asks_the_right_thing(command: list[str], environ: dict[str, str], url: str | None) -> None:
-    """If the container runs the proxy or myapp, then the HEALTHCHECK asks that app."""
-    from sillyproxy.healthcheck import check_url
-
-    assert check_url(command, environ) == url

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 
 from .backends import BIG_RESPONSE, MIB, pattern, serve
@@ -34,46 +33,38 @@ def proxy_url(proxy: Twistd, path: str = "/") -> str:
 
 
 @pytest_twisted.inlineCallbacks
-def test_walkthrough_split(running: list[Twistd], tmp_path: Path):  # type: ignore[no-untyped-def]
-    """If blue and green myapps sit behind the proxy at 4:1, then 1,000 requests split within tolerance."""
+def test_walkthrough_weights_route(running: list[Twistd], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """
+    If blue and green myapps sit behind the proxy, then BLUE_WEIGHT=1
+    GREEN_WEIGHT=0 sends every request to blue's myapp, and the weights
+    swapped send every request to green's (the split itself is tested in
+    test_selection).
+    """
     blue = start_twistd("myapp", [], {}, tmp_path)
     green = start_twistd("myapp", [], {"V2": "1"}, tmp_path)
     running += [blue, green]
-    proxy = start_twistd(
-        "sillyproxy",
-        [],
-        {
-            "BLUE": f"http://127.0.0.1:{blue.port}",
-            "GREEN": f"http://127.0.0.1:{green.port}/",
-            "BLUE_WEIGHT": "4",
-            "GREEN_WEIGHT": "1",
-        },
-        tmp_path,
+    backends = {"BLUE": f"http://127.0.0.1:{blue.port}", "GREEN": f"http://127.0.0.1:{green.port}/"}
+    all_blue = start_twistd(
+        "sillyproxy", [], {**backends, "BLUE_WEIGHT": "1", "GREEN_WEIGHT": "0"}, tmp_path
     )
-    running.append(proxy)
-
-    counts: Counter[str] = Counter()
-    limit = DeferredSemaphore(10)
+    all_green = start_twistd(
+        "sillyproxy", [], {**backends, "BLUE_WEIGHT": "0", "GREEN_WEIGHT": "1"}, tmp_path
+    )
+    running += [all_blue, all_green]
 
     @pytest_twisted.inlineCallbacks
-    def one():  # type: ignore[no-untyped-def]
-        response = yield treq.get(proxy_url(proxy))
-        body = yield response.text()
-        assert response.code == 200
-        if body.startswith("blue "):
-            counts["blue"] += 1
-        elif body.startswith("<h1>") and body.rstrip().endswith("(green)</h1>"):
-            counts["green"] += 1
-        else:
-            counts["other: " + body] += 1
+    def bodies(proxy: Twistd):  # type: ignore[no-untyped-def]
+        answers = []
+        for _ in range(10):
+            response = yield treq.get(proxy_url(proxy))
+            answers.append((response.code, (yield response.text())))
+        return Counter(answers)
 
-    yield gatherResults([limit.run(one) for _ in range(1000)])
-    assert set(counts) == {"blue", "green"}, counts
-    # p = 0.2 over 1,000: sigma is 12.6; allow 5 sigma.
-    assert 137 <= counts["green"] <= 263, counts
-    log = proxy.log()
-    assert "share 80.0%" in log and "share 20.0%" in log
-    assert " GET / blue 200 " in log
+    host = socket.gethostname()
+    assert (yield bodies(all_blue)) == Counter({(200, f"blue {host}\n"): 10})
+    assert (yield bodies(all_green)) == Counter({(200, f"<h1>{host} (green)</h1>\n"): 10})
+    assert " GET / blue 200 " in all_blue.log()
+    assert " GET / green 200 " in all_green.log()
 
 
 def test_configuration_error_exits(tmp_path: Path) -> None:

@@ -153,19 +153,41 @@ def test_smuggling_never_reaches_backend(proxy: Twistd, recorder, raw: bytes):  
 @pytest_twisted.inlineCallbacks
 def test_huge_chunk_size_swallows_the_rest(proxy: Twistd, recorder):  # type: ignore[no-untyped-def]
     """
-    If a chunk claims to be enormous, then everything after it is that chunk's
-    data: the proxy waits for the rest (up to its idle timeout) and the
-    backend never sees a request hidden inside.
+    If a chunk claims to be enormous, then everything after it is that
+    chunk's data: the proxy answers nothing and keeps the connection open,
+    reading, and the backend is sent nothing, so no request hidden inside
+    reaches it.
     """
     resource, _ = recorder
+    before = len(resource.seen)
     raw = (
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff1\r\n"
         + SMUGGLED
         + b"\r\n0\r\n\r\n"
     )
-    answer, _ = yield deferToThread(exchange, proxy.port, raw, 0.0, 2.0)
-    assert answer == b"" or answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 413 "))
-    assert not [uri for _, uri, _ in resource.seen if uri == b"/smuggled"]
+    answer, still_open = yield deferToThread(read_for, proxy.port, raw, 2.0)
+    assert (answer, still_open) == (b"", True)
+    assert len(resource.seen) == before
+
+
+def read_for(port: int, data: bytes, seconds: float) -> tuple[bytes, bool]:
+    """Send raw bytes and read for C{seconds}: what came, and whether the connection was still open then."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as s:
+        s.sendall(data)
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                return b"".join(chunks), False
+            if not chunk:
+                return b"".join(chunks), False
+            chunks.append(chunk)
+    return b"".join(chunks), True
 
 
 @pytest_twisted.inlineCallbacks
@@ -212,15 +234,19 @@ def liar() -> Iterator[type[Liar]]:
 )
 @pytest_twisted.inlineCallbacks
 def test_malformed_backend_response_gives_502(liar, tmp_path: Path, answer: bytes):  # type: ignore[no-untyped-def]
-    """If the backend sends a malformed status line or headers, then the client gets a 502."""
+    """If the backend sends a malformed status line or headers, then the client gets a one-line 502 and the proxy logs no traceback."""
     liar.answer = answer
     running = start_twistd("sillyproxy", [], {"BLUE": f"http://127.0.0.1:{liar.port}"}, tmp_path)
     try:
         got, _ = yield deferToThread(
             exchange, running.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
-        assert got.startswith(b"HTTP/1.1 502 "), got
-        assert b"Traceback" not in got
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 502 "), got
+        assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head + b"\r\n"
+        # One line of the proxy's own (the exact reasons are in test_forwarding_hop).
+        assert body.endswith(b"\n") and body.count(b"\n") == 1, body
+        assert "Traceback" not in running.log()
     finally:
         running.stop()
 
@@ -235,6 +261,7 @@ def test_backend_closing_mid_body_aborts_client(liar, tmp_path: Path):  # type: 
         head, _, body = got.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ")
         assert b"Content-Length: 1000" in head
-        assert len(body) < 1000
+        # The abort may drop what was still buffered, never add to it.
+        assert (b"x" * 10).startswith(body), body
     finally:
         running.stop()

@@ -11,8 +11,7 @@ from sillyproxy._address import BackendAddress
 from sillyproxy._health import HealthChecker
 from sillyproxy._upstream import ResolvingUpstream
 
-from .support import ScriptedAgent, backend
-from .test_upstream import FakeResolver
+from .support import FakeResolver, ScriptedAgent, backend
 
 
 class FakeResponse:

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import treq
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.testing import StringTransport
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import http
 from twisted.web.iweb import IResponse
+from twisted.web.server import Site
 from zope.interface import implementer
 
-from sillyproxy._pool import AddressAgent, RetirablePool
-from sillyproxy._site import LINGER_SECONDS
+from sillyproxy._config import parse_backend_url
+from sillyproxy._pool import IDLE_BACKEND_TIMEOUT, backend_address_factory
+from sillyproxy._site import LINGER_SECONDS, ProxySite
 
-from .support import CaptureResource, InMemoryProxy, ScriptedAgent, backend
-from .test_forward import HalfResponse
+from .support import (
+    CaptureResource,
+    HalfResponse,
+    HeldResource,
+    InMemoryNetwork,
+    InMemoryProxy,
+    ScriptedAgent,
+    backend,
+    closed,
+)
 
 BLUE = backend("blue", "http://blue.internal:8080")
 
@@ -106,69 +119,84 @@ class BackpressureTests(SynchronousTestCase):
         self.assertEqual(response.backend_transport.producerState, "producing")
 
 
-class Quiescent:
-    """A pooled connection, as far as the pool looks at one."""
+class PoolHarness:
+    """
+    One backend address as backend_address_factory builds it (an
+    AddressAgent over a RetirablePool), whose connections reach a backend
+    that holds each request until the test answers it.
+    """
 
-    state = "QUIESCENT"
+    def __init__(self, keepalive: int = 100) -> None:
+        self.clock = Clock()
+        self.network = InMemoryNetwork(self.clock)
+        self.held = HeldResource()
+        self.network.listen("10.0.0.1", 8080, Site(self.held, reactor=MemoryReactorClock()))
+        make = backend_address_factory(
+            self.clock, parse_backend_url("http://svc:8080"), keepalive, 5.0, connect_reactor=self.network
+        )
+        self.address = make("10.0.0.1")
+        self.bodies: list[Deferred[bytes]] = []
 
-    def __init__(self) -> None:
-        self.transport = StringTransport()
+    def send(self, method: bytes = b"GET") -> Deferred[bytes]:
+        """Send a request; its body once it has been answered."""
+        body = self.address.agent.request(method, b"http://svc:8080/").addCallback(treq.content)
+        self.bodies.append(body)
+        self.network.flush()
+        return body
 
-    def abort(self):  # type: ignore[no-untyped-def]
-        self.transport.abortConnection()
-        return succeed(None)
+    def answer(self, index: int) -> None:
+        self.held.answer(b"answer %d" % index, index)
+        self.network.flush()
+
+    def closed(self) -> list[bool]:
+        """For each connection made so far, whether it has closed."""
+        return [closed(pump) for pump in self.network.opened[("10.0.0.1", 8080)]]
 
 
 class RetirablePoolTests(SynchronousTestCase):
     def test_retired_pool_closes_returning_connections(self) -> None:
-        """If an address is retired, then a connection finishing its request closes instead of idling."""
-        from twisted.internet.task import Clock
-
-        pool = RetirablePool(Clock(), persistent=True)
-        idle = Quiescent()
-        pool._putConnection(("http", b"h", 80), idle)
-        self.assertFalse(idle.transport.disconnecting)
-        pool.retire()
-        self.assertTrue(idle.transport.disconnecting)
-        returning = Quiescent()
-        pool._putConnection(("http", b"h", 80), returning)
-        self.assertTrue(returning.transport.disconnecting)
+        """If an address is retired, then its idle connection closes at once, and one busy with a request closes once answered instead of idling."""
+        harness = PoolHarness()
+        busy = harness.send()
+        harness.send()
+        harness.answer(1)
+        self.assertEqual((harness.closed(), harness.address.idle_connections()), ([False, False], 1))
+        harness.address.retire()
+        harness.network.flush()
+        self.assertEqual(harness.closed(), [False, True])
+        harness.answer(0)
+        self.assertEqual(self.successResultOf(busy), b"answer 0")
+        self.assertEqual((harness.closed(), harness.address.idle_connections()), ([True, True], 0))
 
     def test_idle_connections_close_after_the_idle_timeout(self) -> None:
-        """If a pooled connection idles past the timeout, then it is closed; one in use meanwhile is not."""
-        from twisted.internet.task import Clock
-
-        clock = Clock()
-        pool = RetirablePool(clock, persistent=True)
-        pool.cachedConnectionTimeout = 30
-        key = ("http", b"h", 80)
-        first, second = Quiescent(), Quiescent()
-        pool._putConnection(key, first)
+        """If a pooled connection idles past the timeout, then it is closed; one that went idle later is not."""
+        harness = PoolHarness()
+        clock = harness.clock
+        harness.send()
+        harness.send()
+        harness.answer(0)
         clock.advance(20)
-        pool._putConnection(key, second)
-        clock.advance(9)
-        self.assertFalse(first.transport.disconnecting, "closed before its 30 s were up")
-        clock.advance(9)  # 38 s: past 30 s and the quarter a sweep may lag
-        self.assertTrue(first.transport.disconnecting)
-        self.assertFalse(second.transport.disconnecting)
-        self.assertEqual(pool.idle_connections(), 1)
-        clock.advance(30)
-        self.assertTrue(second.transport.disconnecting)
-        self.assertEqual(pool.idle_connections(), 0)
+        harness.answer(1)
+        clock.advance(IDLE_BACKEND_TIMEOUT - 21)
+        self.assertEqual(harness.closed(), [False, False], "closed before its time was up")
+        # Past the timeout and the quarter of it a sweep may lag.
+        clock.advance(IDLE_BACKEND_TIMEOUT * 1.25 - (IDLE_BACKEND_TIMEOUT - 1) + 0.5)
+        harness.network.flush()
+        self.assertEqual((harness.closed(), harness.address.idle_connections()), ([True, False], 1))
+        clock.advance(IDLE_BACKEND_TIMEOUT)
+        harness.network.flush()
+        self.assertEqual((harness.closed(), harness.address.idle_connections()), ([True, True], 0))
         self.assertEqual(clock.getDelayedCalls(), [], "the sweep stops when nothing idles")
 
     def test_idle_connections_beyond_the_limit_close_oldest_first(self) -> None:
-        """If more connections go idle than the pool keeps, then the oldest idle one is closed."""
-        from twisted.internet.task import Clock
-
-        pool = RetirablePool(Clock(), persistent=True)
-        pool.maxPersistentPerHost = 2
-        key = ("http", b"h", 80)
-        connections = [Quiescent() for _ in range(3)]
-        for connection in connections:
-            pool._putConnection(key, connection)
-        self.assertEqual([c.transport.disconnecting for c in connections], [True, False, False])
-        self.assertEqual(pool.idle_connections(), 2)
+        """If more connections go idle than SILLYPROXY_BACKEND_KEEPALIVE, then the one idle longest is closed."""
+        harness = PoolHarness(keepalive=2)
+        for _ in range(3):
+            harness.send()
+        for index in (1, 0, 2):
+            harness.answer(index)
+        self.assertEqual(harness.closed(), [False, True, False])
+        self.assertEqual(harness.address.idle_connections(), 2)
 
 
 class IdleClientTests(SynchronousTestCase):
@@ -199,44 +227,24 @@ class IdleClientTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
 
 
-class Pooled(Quiescent):
-    """A pooled connection that records the requests sent over it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[object] = []
-
-    def request(self, request):  # type: ignore[no-untyped-def]
-        self.requests.append(request)
-        return Deferred()
-
-
 class AddressAgentTests(SynchronousTestCase):
     def test_unsendable_request_fails_without_taking_a_connection(self) -> None:
-        """If the method is not a valid token, then the request fails and the idle connection stays pooled."""
-        from twisted.internet.task import Clock
-
-        origin = b"http://h:80"
-        pool = RetirablePool(Clock(), persistent=True)
-        idle = Pooled()
-        pool._putConnection(origin, idle)
-        # Never dialled: the pool has an idle connection for the key.
-        agent = AddressAgent(pool, endpoint=object(), origin=origin)  # type: ignore[arg-type]
-        failure = self.failureResultOf(agent.request(b"GE T", origin + b"/x"), ValueError)
+        """If the method is not a valid token, then the request fails, the idle connection stays pooled, and the next request uses it."""
+        harness = PoolHarness()
+        harness.send()
+        harness.answer(0)
+        self.assertEqual(harness.address.idle_connections(), 1)
+        failure = self.failureResultOf(harness.send(b"GE T"), ValueError)
         self.assertIn("method", str(failure.value).lower())
-        self.assertEqual(idle.requests, [])
-        self.assertEqual(pool.idle_connections(), 1)
+        self.assertEqual(harness.address.idle_connections(), 1)
+        reused = harness.send()
+        harness.answer(1)
+        self.assertEqual(self.successResultOf(reused), b"answer 1")
+        self.assertEqual(harness.closed(), [False])
 
 
-def test_tls_offers_only_http11() -> None:
-    """If a TLS client asks for a protocol over ALPN, then only http/1.1 is offered, even with the h2 package installed."""
-    from twisted.web import http
-
-    from sillyproxy._site import ProxySite
-
-    saved = http.H2_ENABLED
-    http.H2_ENABLED = True
-    try:
-        assert ProxySite(None).acceptableProtocols() == [b"http/1.1"]
-    finally:
-        http.H2_ENABLED = saved
+class ProtocolNegotiationTests(SynchronousTestCase):
+    def test_tls_offers_only_http11(self) -> None:
+        """If a TLS client asks for a protocol over ALPN, then only http/1.1 is offered, even with the h2 package installed."""
+        self.patch(http, "H2_ENABLED", True)
+        self.assertEqual(ProxySite(None).acceptableProtocols(), [b"http/1.1"])

@@ -6,6 +6,7 @@ import string
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
 
 from sillyproxy._config import ConfigError, ProxyConfig, parse_config
 from sillyproxy._headers import HOP_BY_HOP, for_backend, for_client
@@ -23,22 +24,23 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.dictionaries(NAMES, VALUES, max_size=8), st.lists(st.text(max_size=8), max_size=3))
-def test_any_environment_gives_config_or_clean_error(environ: dict[str, str], arguments: list[str]) -> None:
-    """If the environment holds anything at all, then parsing gives a config or a ConfigError naming each problem."""
-    try:
-        config = parse_config(environ, arguments)
-    except ConfigError as e:
-        assert e.problems
-        for problem in e.problems:
-            assert problem.reason and problem.variable
-            assert "\n" not in problem.reason
-        return
-    assert isinstance(config, ProxyConfig)
-    for backend in config.backends:
-        assert 0 <= backend.weight <= 1_000_000
-        assert backend.origin.startswith((b"http://", b"https://"))
+class ConfigPropertyTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(NAMES, VALUES, max_size=8), st.lists(st.text(max_size=8), max_size=3))
+    def test_any_environment_gives_config_or_clean_error(self, environ: dict[str, str], arguments: list[str]) -> None:
+        """If the environment holds anything at all, then parsing gives a config or a ConfigError naming each problem."""
+        try:
+            config = parse_config(environ, arguments)
+        except ConfigError as e:
+            assert e.problems
+            for problem in e.problems:
+                assert problem.reason and problem.variable
+                assert "\n" not in problem.reason
+            return
+        assert isinstance(config, ProxyConfig)
+        for backend in config.backends:
+            assert 0 <= backend.weight <= 1_000_000
+            assert backend.origin.startswith((b"http://", b"https://"))
 
 
 TOKEN = st.text(alphabet=string.ascii_letters + string.digits + "-", min_size=1, max_size=12)
@@ -66,16 +68,17 @@ def _connection_named(headers: list[tuple[bytes, list[bytes]]]) -> set[bytes]:
     }
 
 
-@settings(max_examples=300, deadline=None)
-@given(HEADERS)
-def test_no_hop_by_hop_header_survives(headers: list[tuple[bytes, list[bytes]]]) -> None:
-    """If any headers come in, then neither direction passes a hop-by-hop one or one named by Connection."""
-    named = _connection_named(headers)
-    to_backend = {n.lower() for n, _ in for_backend(headers, b"blue", b"127.0.0.1", b"http", b"id-1")}
-    to_client = {n.lower() for n, _ in for_client(headers)}
-    for forbidden in HOP_BY_HOP | named:
-        if forbidden in (b"color", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"):
-            continue  # the proxy sets these itself
-        assert forbidden not in to_backend
-        assert forbidden not in to_client
-    assert b"content-length" not in to_backend
+class HeaderPropertyTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(HEADERS)
+    def test_no_hop_by_hop_header_survives(self, headers: list[tuple[bytes, list[bytes]]]) -> None:
+        """If any headers come in, then neither direction passes a hop-by-hop one or one named by Connection."""
+        named = _connection_named(headers)
+        to_backend = {n.lower() for n, _ in for_backend(headers, b"blue", b"127.0.0.1", b"http", b"id-1")}
+        to_client = {n.lower() for n, _ in for_client(headers)}
+        for forbidden in HOP_BY_HOP | named:
+            if forbidden in (b"color", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"):
+                continue  # the proxy sets these itself
+            assert forbidden not in to_backend
+            assert forbidden not in to_client
+        assert b"content-length" not in to_backend

@@ -56,7 +56,7 @@ class RequestFactsTests(SynchronousTestCase):
         self.get(proxy, {"User-Agent": "curl/8.5.0"})
         record = proxy.access[0]
         self.assertEqual(
-            (record.upstream, record.host, record.user_agent), ("10.0.0.1:80", "shop.example", "curl/8.5.0")
+            (record.upstream, record.host, record.user_agent), ("10.0.0.1:8080", "shop.example", "curl/8.5.0")
         )
 
     def test_log_record_without_upstream(self) -> None:

@@ -14,9 +14,15 @@ from zope.interface import implementer
 from sillyproxy._address import BackendAddress
 from sillyproxy._upstream import ResolvingUpstream
 
-from .support import AgentUpstream, CaptureResource, InMemoryProxy, ScriptedAgent, backend
-from .test_forward import HalfResponse
-from .test_upstream import FakeResolver
+from .support import (
+    AgentUpstream,
+    CaptureResource,
+    FakeResolver,
+    HalfResponse,
+    InMemoryProxy,
+    ScriptedAgent,
+    backend,
+)
 
 BLUE = backend("blue", "http://blue.internal:8080")
 GREEN = backend("green", "http://green.internal:8080")
@@ -190,7 +196,7 @@ class FailoverTests(SynchronousTestCase):
         """If a colour is out, then every request goes to the colours still in."""
         capture = CaptureResource()
         proxy = InMemoryProxy([(GREEN, capture)], extra_backends=[backend("blue", "http://b:1", 100)])
-        proxy.router.upstreams = {"blue": unavailable(), "green": AgentUpstream(proxy.agent)}
+        proxy.router.upstreams = {"blue": unavailable(), "green": proxy.upstreams["green"]}
         for _ in range(20):
             self.assertIn(b"HTTP/1.1 200 ", get(proxy))
         self.assertEqual(len(capture.seen), 20)

@@ -82,7 +82,9 @@ def test_sigterm_lets_in_flight_requests_finish(running, tmp_path: Path, backend
     response = yield in_flight
     assert response.startswith(b"HTTP/1.1 200 ")
     assert b"\r\nConnection: close\r\n" in response
-    assert response.endswith(b"\r\n\r\nblue\n") or response.endswith(b"blue\n\r\n0\r\n\r\n")
+    # The backend sends no length, so the body comes chunked, and complete.
+    assert b"\r\nTransfer-Encoding: chunked\r\n" in response
+    assert response.endswith(b"\r\n\r\n5\r\nblue\n\r\n0\r\n\r\n"), response
     assert (yield deferToThread(proxy.wait)) == 0
     assert "drained" in proxy.log()
 

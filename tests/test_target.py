@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sillyproxy._target import join_target, origin_form
 
+from .support import TableTests, rows
 
-@pytest.mark.parametrize(
-    "uri, expected",
-    [
+
+class OriginFormTests(TableTests):
+    @rows(
         (b"/", b"/"),
         (b"/a%2Fb;x?q=1&r=%7E", b"/a%2Fb;x?q=1&r=%7E"),
         (b"//double", b"//double"),
@@ -23,16 +22,14 @@ from sillyproxy._target import join_target, origin_form
         (b"elsewhere:443", None),
         (b"ftp://elsewhere/x", None),
         (b"", None),
-    ],
-)
-def test_origin_form(uri: bytes, expected: bytes | None) -> None:
-    """If the target is origin- or absolute-form, then its path and query are kept; otherwise None."""
-    assert origin_form(uri) == expected
+    )
+    def test_origin_form(self, uri: bytes, expected: bytes | None) -> None:
+        """If the target is origin- or absolute-form, then its path and query are kept; otherwise None."""
+        self.assertEqual(origin_form(uri), expected)
 
 
-@pytest.mark.parametrize(
-    "base, target, expected",
-    [
+class JoinTargetTests(TableTests):
+    @rows(
         (b"", b"/", b"/"),
         (b"", b"/a?b=1", b"/a?b=1"),
         (b"/", b"/", b"/"),
@@ -44,8 +41,7 @@ def test_origin_form(uri: bytes, expected: bytes | None) -> None:
         (b"/prefix", b"/?a?b", b"/prefix/?a?b"),
         (b"/a%20b/", b"/c%20d", b"/a%20b/c%20d"),
         (b"/p/", b"//x", b"/p//x"),
-    ],
-)
-def test_join_target(base: bytes, target: bytes, expected: bytes) -> None:
-    """If a target joins a base path, then one slash joins them and no byte is re-encoded."""
-    assert join_target(base, target) == expected
+    )
+    def test_join_target(self, base: bytes, target: bytes, expected: bytes) -> None:
+        """If a target joins a base path, then one slash joins them and no byte is re-encoded."""
+        self.assertEqual(join_target(base, target), expected)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -12,6 +11,8 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import deferLater
 
 from sillyproxy._transport import _CORK_LIMIT, FastTCPReactor, _backend_read_size
+
+from .support import TableTests, rows
 
 fast = FastTCPReactor(reactor)
 
@@ -210,13 +211,14 @@ def test_connections_queued_at_close_are_served_not_reset():  # type: ignore[no-
     assert answers == [b"ping %d" % i for i in range(5)]
 
 
-@pytest.mark.parametrize("implementation", ["CPython", "PyPy"])
-def test_backend_read_size_fits_the_cork_and_avoids_mmap(implementation: str) -> None:
-    """
-    If either Python reads a backend, then a whole read fits the cork (so a
-    relayed read is never split onto twisted's buffered path), and it stays
-    under glibc's 128 KiB mmap threshold, so no read costs a fresh mapping.
-    """
-    size = _backend_read_size(implementation)
-    assert 16 * 1024 <= size <= _CORK_LIMIT
-    assert size < 128 * 1024
+class ReadSizeTests(TableTests):
+    @rows(("CPython",), ("PyPy",))
+    def test_backend_read_size_fits_the_cork_and_avoids_mmap(self, implementation: str) -> None:
+        """
+        If either Python reads a backend, then a whole read fits the cork (so a
+        relayed read is never split onto twisted's buffered path), and it stays
+        under glibc's 128 KiB mmap threshold, so no read costs a fresh mapping.
+        """
+        size = _backend_read_size(implementation)
+        self.assertTrue(16 * 1024 <= size <= _CORK_LIMIT, size)
+        self.assertLess(size, 128 * 1024)

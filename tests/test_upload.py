@@ -60,7 +60,7 @@ class ReceivedBodyProducerTests(SynchronousTestCase):
             clock.advance(0)
         self.successResultOf(done)
         self.assertEqual(b"".join(consumer.chunks), data)
-        self.assertTrue(all(len(chunk) <= CHUNK_SIZE for chunk in consumer.chunks))
+        self.assertEqual([len(chunk) for chunk in consumer.chunks], [CHUNK_SIZE] * 3 + [17])
         # Done without reading past the length, so closing the file is safe.
         spool.close()
         clock.advance(0)

@@ -26,12 +26,11 @@ def tune_garbage_collector() -> None:
     """
     Take what start-up built, which lives as long as the process, out of
     the sight of CPython's cyclic collector (gc.freeze), so that its
-    collections no longer walk Twisted's and the proxy's long-lived objects
-    (measured: about 3 % more requests/s).  The young generation keeps its
-    default threshold: at 10,000 it gained 3-4 % more at 50 connections, but
-    garbage from in-flight requests then reached the older generations and
-    the proxy held 25 MiB more at 500 connections.  PyPy's collector is
-    tuned with its PYPY_GC_* variables instead.
+    collections no longer walk Twisted's and the proxy's long-lived objects.
+    The young generation keeps its default threshold: a higher one lets
+    garbage from in-flight requests reach the older generations, and memory
+    grows with connections.  PyPy's collector is tuned with its PYPY_GC_*
+    variables instead.  Figures: docs/performance.md.
     """
     if not hasattr(gc, "freeze"):
         return

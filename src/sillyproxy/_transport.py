@@ -1,4 +1,17 @@
-"""TCP transports that skip two rounds of epoll bookkeeping per proxied request."""
+"""
+TCP transports that skip two rounds of epoll bookkeeping per proxied request.
+
+They subclass twisted.internet.tcp's private classes and rely on their
+private state (checked against Twisted 24.7.0 to 26.10.0, pinned by
+C{tests/test_compat.py}):
+  - C{Connection._tempDataBuffer} / C{_tempDataLen} (what C{write} holds
+    until C{doWrite}), C{dataBuffer}, C{_writeDisconnected},
+    C{_writeDisconnecting} and C{TLS};
+  - C{Port._fromListeningDescriptor(reactor, fd, addressFamily, factory)},
+    C{Port.transport}, C{Connector._makeTransport()} and
+    C{Client(host, port, bindAddress, connector, reactor)}.
+C{SILLYPROXY_FAST_TRANSPORT=0} leaves them out (Twisted's own transports).
+"""
 
 from __future__ import annotations
 
@@ -138,15 +151,13 @@ class _FastServer(_FewerSyscalls, tcp.Server):
 def _backend_read_size(implementation: str) -> int:
     """How much to read from a backend socket at once, by Python implementation."""
     if implementation == "PyPy":
-        # PyPy allocates strings this large outside its nursery and frees
-        # them only at a major collection: 64-127 KiB reads held the peak
-        # RSS at 150-157 MiB for 1 MiB bodies, 16 KiB reads at 135 MiB.
+        # PyPy allocates larger strings outside its nursery and frees them
+        # only at a major collection, which holds the peak RSS up.
         return 16 * 1024
     # Twisted reads 64 KiB at a time, so a 1 MiB body costs some 18 trips
     # through Agent's parser, the relay and twisted.web.  Just under 128 KiB
     # halves that; at 128 KiB and above, glibc's malloc serves each read
-    # with a fresh mmap (measured: 60-490 page faults per 1 MiB response at
-    # 256 KiB-1 MiB reads, and slower than 64 KiB).
+    # with a fresh mmap, whose page faults cost more than the trips saved.
     return 127 * 1024
 
 
