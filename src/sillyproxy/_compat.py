@@ -5,7 +5,7 @@ The private Twisted names sillyproxy relies on, other than the transports'
 Each sits in one named function, whose docstring says what it assumes and
 which Twisted releases it was checked against; C{tests/test_compat.py} pins
 each assumption, so a Twisted release that breaks one fails that test by
-name rather than corrupting traffic.  Checked against Twisted 24.7.0 to
+name rather than corrupting traffic.  Checked against Twisted 25.5.0 to
 26.10.0.
 """
 

@@ -3,7 +3,7 @@ Connection pools for one backend address: quiet, retirable, and built with
 the right endpoint.
 
 The pool and the agent rely on private names of twisted.web.client and
-twisted.web._newclient (checked against Twisted 24.7.0 to 26.10.0, pinned
+twisted.web._newclient (checked against Twisted 25.5.0 to 26.10.0, pinned
 by C{tests/test_compat.py}):
   - C{HTTPConnectionPool._connections} (key -> list of idle connections),
     C{_timeouts} (connection -> object with C{cancel()}),

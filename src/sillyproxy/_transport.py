@@ -2,7 +2,7 @@
 TCP transports that skip two rounds of epoll bookkeeping per proxied request.
 
 They subclass twisted.internet.tcp's private classes and rely on their
-private state (checked against Twisted 24.7.0 to 26.10.0, pinned by
+private state (checked against Twisted 25.5.0 to 26.10.0, pinned by
 C{tests/test_compat.py}):
   - C{Connection._tempDataBuffer} / C{_tempDataLen} (what C{write} holds
     until C{doWrite}), C{dataBuffer}, C{_writeDisconnected},
