@@ -227,7 +227,6 @@ class _Exchange:
         # Told when the request finishes or its client leaves, as a Deferred
         # from notifyFinish would be, without making one per request.
         request.notifications.append(self)  # type: ignore[arg-type]
-        request.responseHeaders.setRawHeaders(b"x-request-id", [self._request_id])
 
         if request.method == b"CONNECT":
             request.responseHeaders.setRawHeaders(b"allow", [_ALLOW])
@@ -249,6 +248,7 @@ class _Exchange:
         self._send(backend)
 
     def _answer_error(self, status: int, message: str) -> None:
+        self._request.responseHeaders.setRawHeaders(b"x-request-id", [self._request_id])
         write_plain_error(self._request, status, message, self._settings.clock.seconds())
 
     def _no_healthy_backend(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from itertools import accumulate
 
 from prometheus_client import (
@@ -40,6 +40,16 @@ def registry_with_process_metrics() -> CollectorRegistry:
     GCCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
+
+
+def _counter(
+    name: str, documentation: str, labels: list[str], counts: Mapping[tuple[str, ...], int]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label tuple in C{counts}."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, count in counts.items():
+        family.add_metric(list(values), count)
+    return family
 
 
 class _StateCollector(Collector):
@@ -154,27 +164,24 @@ class ProxyMetrics(Collector):
         total[0] += record.duration
 
     def collect(self) -> Iterator[object]:
-        requests = CounterMetricFamily(
+        requests = _counter(
             "sillyproxy_requests",
             "Requests answered, by colour, status code and method.",
-            labels=["color", "code", "method"],
+            ["color", "code", "method"],
+            self._requests,
         )
-        for labels, count in self._requests.items():
-            requests.add_metric(list(labels), count)
-        errors = CounterMetricFamily(
+        errors = _counter(
             "sillyproxy_upstream_errors",
             "Failed attempts to get a response from a backend, by colour and reason.",
-            labels=["color", "reason"],
+            ["color", "reason"],
+            self._errors,
         )
-        for labels, count in self._errors.items():
-            errors.add_metric(list(labels), count)
-        retries = CounterMetricFamily(
+        retries = _counter(
             "sillyproxy_retries",
             "Requests whose attempt on one colour failed before any answer and were sent to another.",
-            labels=["from_color", "to_color"],
+            ["from_color", "to_color"],
+            self._retries,
         )
-        for labels, count in self._retries.items():
-            retries.add_metric(list(labels), count)
         inflight = GaugeMetricFamily(
             "sillyproxy_inflight_requests", "Requests being forwarded now, by colour.", labels=["color"]
         )
