@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
-# Type-check src/sillyproxy and src/myapp with mypy, as configured in
-# pyproject.toml ([tool.mypy]).  Extra arguments go to mypy.
+# Type-check src/ with mypy as pyproject.toml's [tool.mypy] configures it,
+# after setting up the environment as test.sh does.  Extra arguments go to mypy.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv=${VENV:-$root/.venv}
-VENV=$venv "$root/scripts/setup.sh"
-cd "$root"
-exec "$venv/bin/python" -m mypy "$@"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=${VENV:-$PWD/.venv} scripts/setup.sh && exec "${VENV:-$PWD/.venv}/bin/python" -m mypy "$@"

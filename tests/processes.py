@@ -67,11 +67,14 @@ def start_twistd(
     log_dir: Path,
     port: int | None = None,
     listen: str | None = None,
+    runner: Sequence[str] | None = None,
 ) -> Twistd:
     """
     Start C{twistd PLUGIN --listen tcp:PORT ...} and wait until it accepts
     connections.  With C{listen} (for a shared C{reuseport:} port, where a
     connection proves nothing), wait for the proxy's own "listening" line.
+    C{runner} replaces C{twistd --nodaemon --pidfile= --logfile=-} (with
+    C{twist}, for one).
     """
     port = free_port() if port is None else port
     log_path = log_dir / f"{plugin}-{port}-{time.monotonic_ns()}.log"
@@ -82,8 +85,8 @@ def start_twistd(
     env.update(environ)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            twistd_command()
-            + ["--nodaemon", "--pidfile=", "--logfile=-", plugin]
+            list(runner or twistd_command() + ["--nodaemon", "--pidfile=", "--logfile=-"])
+            + [plugin]
             + ["--listen", listen or f"tcp:{port}:interface=127.0.0.1"]
             + list(arguments),
             env=env,

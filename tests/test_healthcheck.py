@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import io
 import json
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -107,9 +109,23 @@ def _fresh_interpreter(script: str, *args: str, env: dict[str, str] | None = Non
     return json.loads(result.stdout.splitlines()[-1])
 
 
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+
+
+def _in_standard_library(top_level: str) -> bool:
+    """Whether a top-level module is Python's own (sys.stdlib_module_names is 3.10+)."""
+    spec = importlib.util.find_spec(top_level)
+    if spec is None or spec.origin is None:
+        return False
+    if spec.origin in ("built-in", "frozen"):
+        return True
+    origin = Path(spec.origin).resolve()
+    return _STDLIB in origin.parents and "site-packages" not in origin.parts
+
+
 def _third_party(modules: list[str]) -> list[str]:
     """The modules, by top-level name, that are neither the standard library nor sillyproxy."""
-    return [m for m in modules if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != "sillyproxy"]
+    return [m for m in modules if m.split(".")[0] != "sillyproxy" and not _in_standard_library(m.split(".")[0])]
 
 
 def test_probe_imports_only_the_standard_library(admin_port: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -24,6 +24,7 @@ from ._headers import for_backend, for_client, new_request_id, request_id
 from ._outcome import Outcome
 from ._relay import BodyRelay
 from ._routing import Router
+from ._site import ProxyRequest
 from ._sweep import Sweep
 from ._target import join_target, origin_form
 from ._timestamps import http_date
@@ -194,17 +195,19 @@ class ForwardingResource(Resource):
         # The proxy speaks for the backend: it invents no Content-Type (and
         # a ProxyRequest sets no Server or Date).
         request.defaultContentType = None
-        _Exchange(self._settings, request).start()
+        # Served by ProxySite, whose requests are ProxyRequests.
+        _Exchange(self._settings, cast(ProxyRequest, request)).start()
         return NOT_DONE_YET
 
 
 class _Exchange:
     """One request's trip through the proxy, from choice to access log."""
 
-    def __init__(self, settings: _Settings, request: Request) -> None:
+    def __init__(self, settings: _Settings, request: ProxyRequest) -> None:
         self._settings = settings
         self._request = request
         self._started = settings.clock.seconds()
+        self._client_host = _client_host(request.getClientAddress())
         self._request_id = request_id(
             request.requestHeaders.getRawHeaders(b"x-request-id"),
             settings.generate_request_id,
@@ -268,7 +271,7 @@ class _Exchange:
         self._backend = backend
         self._tried.append(backend.color)
         headers = Headers()
-        client_host = _client_host(request.getClientAddress())
+        client_host = self._client_host
         copy_canonical_headers(
             headers,
             for_backend(  # type: ignore[arg-type]
@@ -433,7 +436,7 @@ class _Exchange:
         settings.on_finished(
             AccessRecord(
                 time=self._started,
-                client=_client_host(request.getClientAddress()) or "-",
+                client=self._client_host or "-",
                 method=request.method,
                 target=request.uri,
                 color=self._backend.color if self._backend else "-",

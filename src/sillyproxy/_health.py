@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.iweb import IResponse
 
 from ._address import FALL, RISE, BackendAddress, ProbeChange
 from ._upstream import ResolvingUpstream
@@ -70,18 +71,19 @@ class HealthChecker:
         return gatherResults([self._probe(a) for a in list(self._upstream.addresses)])
 
     def _probe(self, address: BackendAddress) -> Deferred[None]:
-        probing = self._client_for(address).get(self._url)
+        asked = self._client_for(address).get(self._url)
         # On the injected clock, not treq's default of the global reactor.
-        probing.addTimeout(self._interval, self._clock)
+        asked.addTimeout(self._interval, self._clock)
 
-        def answered(response):  # type: ignore[no-untyped-def]
+        def answered(response: IResponse) -> Deferred[bool]:
             # Read the body so the connection goes back to the pool.
             return treq.content(response).addCallback(lambda _: 200 <= response.code < 400)
 
-        probing.addCallback(answered)
-        probing.addErrback(lambda failure: False)
-        probing.addCallback(lambda passed: self._record(address, passed))
-        return probing
+        return (
+            asked.addCallback(answered)
+            .addErrback(lambda failure: False)
+            .addCallback(lambda passed: self._record(address, passed))
+        )
 
     def _record(self, address: BackendAddress, passed: bool) -> None:
         upstream = self._upstream

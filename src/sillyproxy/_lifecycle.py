@@ -150,17 +150,18 @@ class ProxyService(Service):
             site.when_no_channels(lambda: all_closed.callback(None))
             return all_closed
 
-        def stop_upstreams(_: object) -> Deferred[object]:
+        def stop_upstreams(_: object) -> Deferred[list[None]]:
             if deadline.active():
                 deadline.cancel()
             return gatherResults([upstream.stop() for upstream in self._upstreams])
 
-        closed.addCallback(close_idle)
-        closed.addCallback(stop_upstreams)
-        closed.addCallback(self._drained)
-        return closed
+        return (
+            closed.addCallback(close_idle)
+            .addCallback(stop_upstreams)
+            .addCallback(self._drained)
+        )
 
-    def _drained(self, _: object) -> Deferred[object] | None:
+    def _drained(self, _: object) -> Deferred[None]:
         _log.info("drained")
         # A completed drain is a clean stop, so exit 0 rather than with the
         # signal: scripts and supervisors then do not count the rollout as
@@ -168,8 +169,8 @@ class ProxyService(Service):
         clear_exit_signal(self._clock)
         # The admin listener stays up through the drain, so /readyz can say 503.
         if self.admin_port is not None:
-            return maybeDeferred(self.admin_port.stopListening)
-        return None
+            return maybeDeferred(self.admin_port.stopListening).addCallback(lambda _: None)
+        return succeed(None)
 
     def _abort_the_rest(self) -> None:
         for channel in list(self._site.channels):

@@ -13,7 +13,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, Metric
 
 from ._accesslog import AccessRecord
 from ._routing import Router
@@ -43,7 +43,7 @@ def registry_with_process_metrics() -> CollectorRegistry:
 
 
 def _counter(
-    name: str, documentation: str, labels: list[str], counts: Mapping[tuple[str, ...], int]
+    name: str, documentation: str, labels: list[str], counts: Mapping[tuple[str, str], int] | Mapping[tuple[str, str, str], int]
 ) -> CounterMetricFamily:
     """A counter family with one sample per label tuple in C{counts}."""
     family = CounterMetricFamily(name, documentation, labels=labels)
@@ -163,7 +163,7 @@ class ProxyMetrics(Collector):
         counts[bisect_left(_BUCKETS, record.duration)] += 1
         total[0] += record.duration
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         requests = _counter(
             "sillyproxy_requests",
             "Requests answered, by colour, status code and method.",

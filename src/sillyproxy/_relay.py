@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone
-from twisted.web.server import Request
 from zope.interface import implementer
 
 from ._config import Backend
 from ._outcome import Outcome
+from ._site import ProxyRequest
 
 __all__ = ["BodyRelay"]
 
@@ -37,9 +37,13 @@ class BodyRelay(Protocol):
         holds it calls L{check_stalled} now and then.
     """
 
+    # What Agent connects the relay to: the backend connection, as a
+    # producer (not an ITransport, as Protocol declares).
+    transport: IPushProducer  # type: ignore[assignment]
+
     def __init__(
         self,
-        request: Request,
+        request: ProxyRequest,
         backend: Backend,
         on_backend_failed: Callable[[Outcome], None],
         watching: set[BodyRelay],
@@ -106,7 +110,7 @@ class BodyRelay(Protocol):
         if self.transport is not None:
             self.transport.stopProducing()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._done = True
         self._watching.discard(self)
         request = self._request

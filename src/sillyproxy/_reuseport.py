@@ -7,10 +7,11 @@ import socket
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocolFactory,
+    IReactorSocket,
     IStreamServerEndpoint,
     IStreamServerEndpointStringParser,
 )
-from twisted.internet.protocol import Factory
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
@@ -26,13 +27,13 @@ class ReusePortEndpoint:
     host, as nginx and HAProxy do it.
     """
 
-    def __init__(self, reactor: object, port: int, interface: str = "", backlog: int = 511) -> None:
+    def __init__(self, reactor: IReactorSocket, port: int, interface: str = "", backlog: int = 511) -> None:
         self._reactor = reactor
         self._port = port
         self._interface = interface
         self._backlog = backlog
 
-    def listen(self, protocolFactory: Factory) -> Deferred[IListeningPort]:
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         family = socket.AF_INET6 if ":" in self._interface else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -41,7 +42,11 @@ class ReusePortEndpoint:
             sock.bind((self._interface, self._port))
             sock.listen(self._backlog)
             sock.setblocking(False)
-            listening = self._reactor.adoptStreamPort(sock.fileno(), family, protocolFactory)
+            # The interface asks for a ServerFactory; any protocol factory
+            # serves, as for Twisted's own endpoints.
+            listening = self._reactor.adoptStreamPort(
+                sock.fileno(), family, protocolFactory  # type: ignore[arg-type]
+            )
         except Exception as e:
             return fail(e)
         finally:

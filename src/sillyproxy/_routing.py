@@ -43,7 +43,7 @@ class Upstream(Protocol):
     def start(self) -> None:
         """Begin resolving and health checking."""
 
-    def stop(self) -> Deferred[object]:
+    def stop(self) -> Deferred[None]:
         """Stop, and close idle connections."""
 
 

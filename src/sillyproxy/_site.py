@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import BinaryIO
 
 from twisted.internet.interfaces import IAddress, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -27,6 +30,10 @@ class ProxyRequest(Request):
     refuses one larger than the site's C{max_body}.
     """
 
+    # Narrower than twisted.web's declarations: always a ProxyChannel, and
+    # the body spool exists from gotLength on.
+    channel: ProxyChannel
+    content: BinaryIO
     _received = 0
 
     def gotLength(self, length: int | None) -> None:
@@ -101,6 +108,12 @@ class ProxyChannel(HTTPChannel):
     Transfer-Encoding, repeated Content-Length and bad chunking).
     """
 
+    # Set by the site (buildProtocol) and by makeConnection, before any
+    # method below runs.
+    site: ProxySite
+    # TCP, or TLS over TCP, when serving; in-memory transports in tests may
+    # provide only ITransport, which reject() allows for.
+    transport: ITCPTransport
     rejected = False
     _host: IAddress | None = None
     # When the current request's headers began to arrive (clock seconds),
@@ -125,7 +138,7 @@ class ProxyChannel(HTTPChannel):
         self.site.channel_opened(self)
         self.header_started = self.idle_since = self.site.reactor.seconds()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.header_started = None
         super().connectionLost(reason)
         self.site.channel_closed(self)
@@ -273,7 +286,7 @@ class ProxySite(Site):
 
     # A plain HTTP/1.1 channel: sillyproxy does not negotiate HTTP/2, so
     # twisted.web's protocol-switching wrapper would only add a call per read.
-    protocol = ProxyChannel
+    protocol = ProxyChannel  # type: ignore[assignment]
     requestFactory = ProxyRequest
     displayTracebacks = False
     noisy = False
@@ -287,7 +300,7 @@ class ProxySite(Site):
     ) -> None:
         # A proxy never reads request.args, so twisted.web need not read a
         # whole form or multipart upload into memory to fill it.
-        super().__init__(resource, parsePOSTFormSubmission=False, **kwargs)  # type: ignore[arg-type]
+        super().__init__(resource, parsePOSTFormSubmission=False, **kwargs)
         self.max_body = max_body
         self.header_timeout = header_timeout
         # twisted.web's idle timeout (the Site's timeout argument), enforced
@@ -359,5 +372,5 @@ class ProxySite(Site):
         # clients speak HTTP/2 to it.
         return [b"http/1.1"]
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass

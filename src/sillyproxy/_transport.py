@@ -19,8 +19,17 @@ import platform
 import select
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import IReactorTime
+
+if TYPE_CHECKING:
+    # What the mixin below is mixed into, so that its use of the
+    # transport's state is type-checked.
+    _TCPConnection = tcp.Connection
+else:
+    _TCPConnection = object
 
 __all__ = ["FastTCPReactor", "drain_accept_queue"]
 
@@ -49,7 +58,7 @@ _CORK_LIMIT = 256 * 1024
 _SEND_AT_ONCE = 32 * 1024
 
 
-class _FewerSyscalls:
+class _FewerSyscalls(_TCPConnection):
     """
     Mixed into twisted's TCP transports to cut per-request system calls.
 
@@ -100,9 +109,9 @@ class _FewerSyscalls:
                     _Batch.flush_scheduled = True
                     # Runs after the poll that is being handled: a call due
                     # now also makes the next poll return at once.
-                    self.reactor.callLater(0, _send_all_corked)
+                    cast(IReactorTime, self.reactor).callLater(0, _send_all_corked)
             return
-        super().write(data)  # type: ignore[misc]
+        super().write(data)
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
         self.write(b"".join(iovec))
@@ -120,7 +129,7 @@ class _FewerSyscalls:
         except OSError:
             sent = 0
         if sent < len(data):
-            tcp.Connection.write(self, data[sent:])  # type: ignore[arg-type]
+            tcp.Connection.write(self, data[sent:])
         elif self.disconnecting or self._writeDisconnecting:
             # loseConnection waits for the buffer to drain via doWrite.
             self.startWriting()
@@ -132,16 +141,16 @@ class _FewerSyscalls:
         if self._pause_pending:
             self._pause_pending = False
             return
-        super().resumeProducing()  # type: ignore[misc]
+        super().resumeProducing()
 
     def doRead(self):  # type: ignore[no-untyped-def]
         if self._pause_pending:
             # The pause stood: stop reading now, and leave the data in the
             # kernel's buffer, which is where backpressure wants it.
             self._pause_pending = False
-            super().pauseProducing()  # type: ignore[misc]
+            super().pauseProducing()
             return None
-        return super().doRead()  # type: ignore[misc]
+        return super().doRead()
 
 
 class _FastServer(_FewerSyscalls, tcp.Server):
@@ -214,7 +223,7 @@ class FastTCPReactor:
     the transports above; everything else is the real reactor's.
     """
 
-    def __init__(self, reactor: object) -> None:
+    def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
 
     def __getattr__(self, name: str) -> object:

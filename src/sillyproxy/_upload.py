@@ -7,7 +7,7 @@ from typing import IO
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IConsumer
-from twisted.internet.task import Cooperator, TaskFinished, TaskStopped
+from twisted.internet.task import CooperativeTask, Cooperator, TaskFinished, TaskStopped
 from twisted.python.failure import Failure
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
@@ -36,14 +36,14 @@ class ReceivedBodyProducer:
         body.seek(start)
         self._body = body
         self._cooperator = cooperator
-        self._task = None
+        self._task: CooperativeTask | None = None
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
         if self.length <= CHUNK_SIZE:
             if self.length:
                 consumer.write(self._body.read(self.length))
             return succeed(None)
-        self._task = self._cooperator.cooperate(self._chunks(consumer))
+        task = self._task = self._cooperator.cooperate(self._chunks(consumer))
         done: Deferred[None] = Deferred()
 
         def finished(result: object) -> None:
@@ -52,7 +52,7 @@ class ReceivedBodyProducer:
                 return
             done.callback(None) if not isinstance(result, Failure) else done.errback(result)
 
-        self._task.whenDone().addBoth(finished)
+        task.whenDone().addBoth(finished)
         return done
 
     def _chunks(self, consumer: IConsumer) -> Iterator[None]:

@@ -124,21 +124,22 @@ class ResolvingUpstream:
         if self._health_check is not None:
             self._health_check.start(self)
 
-    def stop(self) -> Deferred[object]:
+    def stop(self) -> Deferred[None]:
         """Stop resolving and probing, and close every idle connection."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         if self._health_check is not None:
             self._health_check.stop()
         closing = [a.retire() for a in self._addresses]
-        return gatherResults([d for d in closing if d is not None])
+        return gatherResults([d for d in closing if d is not None]).addCallback(lambda _: None)
 
     def refresh(self) -> Deferred[None]:
         """Look the host name up again and adopt what it resolves to."""
-        resolving = resolve_all(self._resolver, self._host, self._port)
-        resolving.addCallback(self._update)
-        resolving.addErrback(self._lookup_failed)
-        return resolving
+        return (
+            resolve_all(self._resolver, self._host, self._port)
+            .addCallback(self._update)
+            .addErrback(self._lookup_failed)
+        )
 
     def _lookup_failed(self, failure: object) -> None:
         _log.warn(
@@ -168,7 +169,7 @@ class ResolvingUpstream:
             wanted = sorted(found)
             if wanted != [a.address for a in self._addresses]:
                 self._addresses = [
-                    current.pop(a, None) or self._make_address(a) for a in wanted
+                    current.pop(a) if a in current else self._make_address(a) for a in wanted
                 ]
                 self._labels = {a: _label(a, self._port) for a in wanted}
                 for gone in current.values():

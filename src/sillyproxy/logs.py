@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from twisted.logger import ILogObserver, formatEvent, textFileLogObserver
+from twisted.logger import ILogObserver, LogEvent, formatEvent, textFileLogObserver
 from zope.interface import implementer
 
 from ._timestamps import rfc3339
@@ -24,7 +24,7 @@ class JSONLineObserver:
     def __init__(self, out: TextIO) -> None:
         self._out = out
 
-    def __call__(self, event: Mapping[str, Any]) -> None:
+    def __call__(self, event: LogEvent) -> None:
         level = event.get("log_level")
         record: dict[str, object] = {
             "time": rfc3339(event.get("log_time") or time.time()),
@@ -50,6 +50,8 @@ def observer(environ: Mapping[str, str] | None = None, out: TextIO | None = None
     # twistd replaces sys.stdout with a logging file; writing the log there
     # would loop, so use the real one.
     out = out if out is not None else sys.__stdout__
+    if out is None:
+        raise RuntimeError("no standard output to log to")
     if environ.get("SILLYPROXY_ACCESS_LOG", "").strip().lower() == "json":
         return JSONLineObserver(out)
     return textFileLogObserver(out)

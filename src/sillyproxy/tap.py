@@ -158,12 +158,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         {u.backend.color: u for u in upstreams},
         random.Random().randrange,
     )
-    site = ProxySite(
-        None,
-        reactor=reactor,
-        max_body=tunables.max_body,
-        header_timeout=tunables.header_timeout,
-    )
     metrics = ProxyMetrics(
         registry_with_process_metrics(),
         router,
@@ -180,13 +174,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         metrics.observe(record)
         access_log(record)
 
-    site.resource = ForwardingResource(
-        router,
-        reactor,
-        finished,
-        response_timeout=tunables.response_timeout,
-        idle_timeout=tunables.idle_timeout,
-        metrics=metrics,
+    site = ProxySite(
+        ForwardingResource(
+            router,
+            reactor,
+            finished,
+            response_timeout=tunables.response_timeout,
+            idle_timeout=tunables.idle_timeout,
+            metrics=metrics,
+        ),
+        reactor=reactor,
+        max_body=tunables.max_body,
+        header_timeout=tunables.header_timeout,
     )
     admin = None
     if tunables.admin_listen is not None:
