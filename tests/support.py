@@ -622,7 +622,7 @@ class InMemoryProxy:
             metrics=self.metrics,
             generate_request_id=generate_request_id,
         )
-        self.site = ProxySite(self.resource, reactor=self.clock)
+        self.site = ProxySite(self.resource, reactor=self.clock, on_refused=self._finished)
         self.client = InMemoryClient(self.site)
 
     def _schedule_tick(self, work: Callable[[], None]) -> _Tick:
@@ -671,21 +671,31 @@ class InMemoryProxy:
         raise AssertionError("still busy after 1000 rounds")
 
     def raw(
-        self, data: bytes, max_body: int = 0, idle_timeout: float | None = None
+        self,
+        data: bytes,
+        max_body: int = 0,
+        idle_timeout: float | None = None,
+        body_timeout: float = 0,
     ) -> tuple[bytes, StringTransport]:
         """
         Feed raw bytes to the proxy's Site and return what it wrote back,
         with the transport, to check framing and connection handling.
+        Requests the Site refuses itself go to C{access} too.
 
-        @param idle_timeout: if given, the Site's keep-alive idle timeout,
-            and the Site is started so that its sweep runs on the clock.
+        @param idle_timeout: if given, the Site's keep-alive idle timeout.
+        @param body_timeout: the Site's request body timeout.
+        With either, the Site is started so that its sweep runs on the clock.
         """
-        if idle_timeout is None:
-            site = ProxySite(self.resource, reactor=self.clock, max_body=max_body)
-        else:
-            site = ProxySite(
-                self.resource, reactor=self.clock, max_body=max_body, timeout=idle_timeout
-            )
+        options: dict[str, Any] = {"timeout": idle_timeout} if idle_timeout is not None else {}
+        site = ProxySite(
+            self.resource,
+            reactor=self.clock,
+            max_body=max_body,
+            body_timeout=body_timeout,
+            on_refused=self._finished,
+            **options,
+        )
+        if idle_timeout is not None or body_timeout:
             site.doStart()
         protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.9", 40000))
         transport = TCPStringTransport(

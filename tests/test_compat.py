@@ -14,12 +14,12 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import client
-from twisted.web._newclient import HTTP11ClientProtocol
+from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.http_headers import Headers
 
 from sillyproxy._compat import ParseError, clear_exit_signal, copy_canonical_headers
-from sillyproxy._pool import RetirablePool
+from sillyproxy._pool import RetirablePool, _ClientProtocol
 
 
 class HeadersTests(SynchronousTestCase):
@@ -102,12 +102,81 @@ class PoolTests(SynchronousTestCase):
         factory = RetirablePool._factory(lambda protocol: None, b"key")
         self.assertIsInstance(factory.buildProtocol(None), HTTP11ClientProtocol)
 
+    def test_client_factory_arguments(self) -> None:
+        """If the pool makes its factory, then it passes (quiescentCallback, metadata) positionally, and the protocol built with that callback calls it once its response is done."""
+        self.assertEqual(
+            list(inspect.signature(client._HTTP11ClientFactory.__init__).parameters),
+            ["self", "quiescentCallback", "metadata"],
+        )
+        self.assertIn(
+            "self._factory(quiescentCallback, repr(endpoint))",
+            inspect.getsource(client.HTTPConnectionPool._newConnection),
+        )
+        quiet: list[HTTP11ClientProtocol] = []
+        protocol = RetirablePool._factory(quiet.append, b"key").buildProtocol(None)
+        self.assertIsInstance(protocol, _ClientProtocol)
+        protocol.makeConnection(StringTransport())
+        request = ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True)
+        protocol.request(request)
+        protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(quiet, [protocol])
+
     def test_request_construct(self) -> None:
         """If a client request is built with _construct, then it carries what it was given, and refuses a bad method before any connection is used."""
         headers = Headers({b"host": [b"h"]})
         request = ClientRequest._construct(b"GET", b"/x", headers, None, True)
         self.assertEqual((request.method, request.uri, request.persistent), (b"GET", b"/x", True))
         self.assertRaises(ValueError, ClientRequest._construct, b"G T", b"/", headers, None, True)
+
+
+class ConnectionHeaderTests(SynchronousTestCase):
+    def request(self) -> tuple[HTTP11ClientProtocol, list[object]]:
+        protocol = HTTP11ClientProtocol()
+        protocol.makeConnection(StringTransport())
+        request = ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True)
+        answers: list[object] = []
+        protocol.request(request).addBoth(answers.append)
+        return protocol, answers
+
+    def test_request_sets_the_parser(self) -> None:
+        """If a request is sent, then request() has set _parser to the HTTPClientParser that will read its response, with empty connHeaders."""
+        protocol, _ = self.request()
+        parser = protocol._parser
+        assert isinstance(parser, HTTPClientParser), parser
+        self.assertEqual(list(parser.connHeaders.getAllRawHeaders()), [])
+
+    def test_connection_header_kept_in_conn_headers(self) -> None:
+        """
+        If a response has a Connection header, then its values are in the
+        parser's connHeaders and not in the response's headers, which keep
+        the headers it names; and once the response is complete the
+        protocol has dropped _parser, but the parser still has them.
+        """
+        protocol, answers = self.request()
+        parser = protocol._parser
+        assert parser is not None
+        protocol.dataReceived(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s3\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        [response] = answers
+        self.assertEqual(response.headers.getRawHeaders(b"x-secret"), [b"s3"])  # type: ignore[attr-defined]
+        self.assertFalse(response.headers.hasHeader(b"connection"))  # type: ignore[attr-defined]
+        self.assertIsNone(protocol._parser)
+        self.assertEqual(parser.connHeaders.getRawHeaders(b"connection"), [b"keep-alive, X-Secret"])
+
+    def test_informational_response_resets_conn_headers(self) -> None:
+        """If a 1xx response comes first, then by the time the final response arrives connHeaders holds only the final response's headers."""
+        protocol, answers = self.request()
+        parser = protocol._parser
+        assert parser is not None
+        protocol.dataReceived(b"HTTP/1.1 100 Continue\r\nConnection: X-Early\r\n\r\n")
+        self.assertEqual(answers, [])
+        protocol.dataReceived(
+            b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.assertEqual(len(answers), 1)
+        self.assertEqual(parser.connHeaders.getRawHeaders(b"connection"), [b"X-Secret"])
 
 
 class TransportTests(SynchronousTestCase):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from sillyproxy._config import (
+    KNOWN_VARIABLES,
     ConfigError,
     ConfigProblem,
     parse_backend_url,
@@ -242,6 +245,19 @@ class ProblemTests(TableTests):
         ({"SILLYPROXY_FAST_TRANSPORT": "off"}, "fast_transport", False),
         ({"SILLYPROXY_FAST_TRANSPORT": "1"}, "fast_transport", True),
         ({"SILLYPROXY_FAST_TRANSPORT": "   "}, "fast_transport", True),
+        ({}, "body_timeout", 60.0),
+        ({"SILLYPROXY_BODY_TIMEOUT": "2.5"}, "body_timeout", 2.5),
+        ({}, "send_timeout", 60.0),
+        ({"SILLYPROXY_SEND_TIMEOUT": "120"}, "send_timeout", 120.0),
+        ({}, "trusted_proxies", ()),
+        ({"SILLYPROXY_TRUSTED_PROXIES": " "}, "trusted_proxies", ()),
+        ({"SILLYPROXY_TRUSTED_PROXIES": "10.0.0.0/8"}, "trusted_proxies", (ip_network("10.0.0.0/8"),)),
+        (
+            {"SILLYPROXY_TRUSTED_PROXIES": " 10.0.0.1 ,2001:db8::/32,\t::1"},
+            "trusted_proxies",
+            (ip_network("10.0.0.1/32"), ip_network("2001:db8::/32"), ip_network("::1/128")),
+        ),
+        ({"SILLYPROXY_TRUSTED_PROXIES": "0.0.0.0/0"}, "trusted_proxies", (ip_network("0.0.0.0/0"),)),
     )
     def test_tunables(self, environ: dict[str, str], attribute: str, value: object) -> None:
         """If a SILLYPROXY_* setting is given (or not), then the proxy uses it (or the default)."""
@@ -259,11 +275,44 @@ class ProblemTests(TableTests):
         ("SILLYPROXY_ACCESS_LOG", "xml", "must be text, json or off"),
         ("SILLYPROXY_FAST_TRANSPORT", "maybe", "must be 1 or 0"),
         ("BLUE_HEALTH", "healthz", "must be an ASCII path starting with /"),
+        ("SILLYPROXY_BODY_TIMEOUT", "0", "must be more than 0 and at most 86400 seconds"),
+        ("SILLYPROXY_BODY_TIMEOUT", "1m", "not a number of seconds"),
+        ("SILLYPROXY_SEND_TIMEOUT", "0", "must be more than 0 and at most 86400 seconds"),
+        ("SILLYPROXY_SEND_TIMEOUT", "-5", "must be more than 0 and at most 86400 seconds"),
+        (
+            "SILLYPROXY_TRUSTED_PROXIES",
+            "10.0.0.1/8",
+            "'10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?",
+        ),
+        (
+            "SILLYPROXY_TRUSTED_PROXIES",
+            "2001:db8::1/32",
+            "'2001:db8::1/32' has host bits set; did you mean 2001:db8::/32?",
+        ),
+        ("SILLYPROXY_TRUSTED_PROXIES", "10.0.0.0/8,", "an empty item (two commas, or one at an end)"),
+        ("SILLYPROXY_TRUSTED_PROXIES", "10.0.0.0/8, ,::1", "an empty item (two commas, or one at an end)"),
+        ("SILLYPROXY_TRUSTED_PROXIES", "localhost", "'localhost' is not an IP address or CIDR network"),
+        ("SILLYPROXY_TRUSTED_PROXIES", "10.0.0.0/33", "'10.0.0.0/33' is not an IP address or CIDR network"),
+        ("SILLYPROXY_TRUSTED_PROXIES", "10.0.0.0 /8", "'10.0.0.0 /8' is not an IP address or CIDR network"),
+        ("SILLYPROXY_TRUSTED_PROXIES", "fe80::%eth0/64", "'fe80::%eth0/64' has a zone (%); zones are not allowed"),
+        (
+            "SILLYPROXY_TRUSTED_PROXIES",
+            "nope, 10.0.0.1/8",
+            "'nope' is not an IP address or CIDR network; "
+            "'10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?",
+        ),
     )
     def test_tunables_refused(self, variable: str, text: str, reason: str) -> None:
         """If a SILLYPROXY_* setting is malformed, then the error names it, its value and the reason."""
         caught = self.assertRaises(ConfigError, parse_config, {"BLUE": "http://b", variable: text})
         self.assertEqual([str(p) for p in caught.problems], [f"{variable}={text!r}: {reason}"])
+
+    def test_new_variables_are_known(self) -> None:
+        """If a deployment file sets the body, send or trusted-proxy variables, then they count as known."""
+        self.assertLessEqual(
+            {"SILLYPROXY_BODY_TIMEOUT", "SILLYPROXY_SEND_TIMEOUT", "SILLYPROXY_TRUSTED_PROXIES"},
+            KNOWN_VARIABLES,
+        )
 
     @rows(
         ({"BLUE": "http://b", "BLUE_WEIGHT": "  "},),

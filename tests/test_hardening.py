@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +57,11 @@ def proxy(recorder, tmp_path_factory) -> Iterator[Twistd]:  # type: ignore[no-un
     running = start_twistd(
         "sillyproxy",
         [],
-        {"BLUE": f"http://127.0.0.1:{backend_port}", "SILLYPROXY_HEADER_TIMEOUT": "1"},
+        {
+            "BLUE": f"http://127.0.0.1:{backend_port}",
+            "SILLYPROXY_HEADER_TIMEOUT": "1",
+            "SILLYPROXY_BODY_TIMEOUT": "1",
+        },
         tmp_path_factory.mktemp("hardening"),
     )
     yield running
@@ -151,11 +156,10 @@ def test_smuggling_never_reaches_backend(proxy: Twistd, recorder, raw: bytes):  
 
 
 @pytest_twisted.inlineCallbacks
-def test_huge_chunk_size_swallows_the_rest(proxy: Twistd, recorder):  # type: ignore[no-untyped-def]
+def test_huge_chunk_size_is_refused_at_once(proxy: Twistd, recorder):  # type: ignore[no-untyped-def]
     """
-    If a chunk claims to be enormous, then everything after it is that
-    chunk's data: the proxy answers nothing and keeps the connection open,
-    reading, and the backend is sent nothing, so no request hidden inside
+    If a chunk claims to be enormous, then 413 at once, without waiting for
+    its bytes, and the backend is sent nothing, so no request hidden inside
     reaches it.
     """
     resource, _ = recorder
@@ -165,8 +169,9 @@ def test_huge_chunk_size_swallows_the_rest(proxy: Twistd, recorder):  # type: ig
         + SMUGGLED
         + b"\r\n0\r\n\r\n"
     )
-    answer, still_open = yield deferToThread(read_for, proxy.port, raw, 2.0)
-    assert (answer, still_open) == (b"", True)
+    answer, took = yield deferToThread(exchange, proxy.port, raw)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    assert took < 5
     assert len(resource.seen) == before
 
 
@@ -265,3 +270,36 @@ def test_backend_closing_mid_body_aborts_client(liar, tmp_path: Path):  # type: 
         assert (b"x" * 10).startswith(body), body
     finally:
         running.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_stalled_body_gets_408_and_is_logged_and_counted(proxy: Twistd, recorder):  # type: ignore[no-untyped-def]
+    """
+    If a client declares Content-Length: 100, sends 10 bytes and goes quiet,
+    then past SILLYPROXY_BODY_TIMEOUT it gets 408 and the connection closes;
+    the backend gets nothing; the access log and the metrics record the 408
+    with no colour.
+    """
+    resource, _ = recorder
+    before = len(resource.seen)
+    raw = b"POST /stalled HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789"
+    answer, took = yield deferToThread(exchange, proxy.port, raw)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert answer.endswith(b"request body stalled\n")
+    assert took < 5
+    assert len(resource.seen) == before
+    assert " POST /stalled - 408 " in proxy.log()
+    metrics = yield deferToThread(_get, proxy.admin_port, "/metrics")
+    assert 'sillyproxy_requests_total{code="408",color="none",method="POST"}' in metrics
+
+
+@pytest_twisted.inlineCallbacks
+def test_overlong_request_line_gets_414(proxy: Twistd):  # type: ignore[no-untyped-def]
+    """If a request line is over 16 KiB, then the client gets 414 rather than a silent close."""
+    answer, _ = yield deferToThread(exchange, proxy.port, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 414 "), answer[:100]
+
+
+def _get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return response.read().decode()

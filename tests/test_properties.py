@@ -14,13 +14,15 @@ from sillyproxy._headers import HOP_BY_HOP, for_backend, for_client
 NAMES = st.sampled_from(
     ["BLUE", "GREEN", "RED", "BLUE_WEIGHT", "GREEN_WEIGHT", "RED_WEIGHT", "BLUE_HEALTH",
      "SILLYPROXY_COLORS", "SILLYPROXY_LISTEN", "SILLYPROXY_MAX_BODY", "SILLYPROXY_DNS_REFRESH",
-     "SILLYPROXY_BACKEND_KEEPALIVE", "SILLYPROXY_ACCESS_LOG", "SILLYPROXY_DRAIN_TIMEOUT"]
+     "SILLYPROXY_BACKEND_KEEPALIVE", "SILLYPROXY_ACCESS_LOG", "SILLYPROXY_DRAIN_TIMEOUT",
+     "SILLYPROXY_BODY_TIMEOUT", "SILLYPROXY_SEND_TIMEOUT", "SILLYPROXY_TRUSTED_PROXIES"]
 )
 VALUES = st.one_of(
     st.text(max_size=40),
     st.integers(-5, 2_000_000).map(str),
     st.sampled_from(["http://a:1", "https://b/x/", "http://[::1]:80", "ftp://c", "http://", "0", "1G",
-                     "red,blue", "json", "tcp:8080", "/healthz", "1e9", "nan"]),
+                     "red,blue", "json", "tcp:8080", "/healthz", "1e9", "nan", "10.0.0.0/8, ::1",
+                     "10.0.0.1/8", ",", "fe80::%eth0"]),
 )
 
 
@@ -77,8 +79,12 @@ class HeaderPropertyTests(SynchronousTestCase):
         to_backend = {n.lower() for n, _ in for_backend(headers, b"blue", b"127.0.0.1", b"http", b"id-1")}
         to_client = {n.lower() for n, _ in for_client(headers)}
         for forbidden in HOP_BY_HOP | named:
-            if forbidden in (b"color", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"):
+            if forbidden in (
+                b"color", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"forwarded"
+            ):
                 continue  # the proxy sets these itself
+            if forbidden == b"host":
+                continue  # never hop-by-hop, whatever Connection says
             assert forbidden not in to_backend
             assert forbidden not in to_client
         assert b"content-length" not in to_backend

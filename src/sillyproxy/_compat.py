@@ -11,12 +11,13 @@ name rather than corrupting traffic.  Checked against Twisted 25.5.0 to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from twisted.web._newclient import ParseError
+from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder
 from twisted.web.http_headers import Headers
 
-__all__ = ["ParseError", "clear_exit_signal", "copy_canonical_headers"]
+__all__ = ["HTTPChannelWithHooks", "ParseError", "clear_exit_signal", "copy_canonical_headers"]
 
 
 def copy_canonical_headers(headers: Headers, pairs: Iterable[tuple[bytes, list[bytes]]]) -> None:
@@ -51,3 +52,57 @@ def clear_exit_signal(reactor: object) -> bool:
         return False
     reactor._exitSignal = None  # type: ignore[attr-defined]
     return True
+
+
+class _ChunkSizeWatcher(_ChunkedTransferDecoder):
+    """A chunked-body decoder that reports each chunk-size line as it is read."""
+
+    def __init__(
+        self,
+        data: Callable[[bytes], None],
+        finished: Callable[[bytes], None],
+        chunk_size: Callable[[int], None],
+    ) -> None:
+        super().__init__(data, finished)
+        self._chunk_size = chunk_size
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        read = super()._dataReceived_CHUNK_LENGTH()
+        if read and self.length:
+            self._chunk_size(self.length)
+        return read
+
+
+class HTTPChannelWithHooks(HTTPChannel):
+    """
+    twisted.web's HTTPChannel with public hooks where it has only private
+    code paths.
+
+    Relies on:
+      - C{HTTPChannel._respondToBadRequestAndDisconnect()}, which every 400
+        twisted.web itself decides goes through (a bad request line, header
+        or chunk, a repeated Content-Length, too many headers);
+      - C{HTTPChannel._transferDecoder}, set by the time C{allHeadersReceived}
+        runs, and C{_ChunkedTransferDecoder(dataCallback, finishCallback)},
+        its C{dataCallback}/C{finishCallback} attributes, and its
+        C{_dataReceived_CHUNK_LENGTH()}, which returns True once it has read
+        a chunk-size line into C{length}.
+    """
+
+    def bad_request(self) -> None:
+        """twisted.web found the request malformed; by default, answer as it does."""
+        super()._respondToBadRequestAndDisconnect()
+
+    def chunk_size_received(self, size: int) -> None:
+        """A chunked request body's chunk-size line declared C{size} (> 0) bytes to come."""
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.bad_request()
+
+    def allHeadersReceived(self) -> None:
+        decoder = self._transferDecoder
+        if type(decoder) is _ChunkedTransferDecoder:
+            self._transferDecoder = _ChunkSizeWatcher(
+                decoder.dataCallback, decoder.finishCallback, self.chunk_size_received
+            )
+        super().allHeadersReceived()

@@ -15,6 +15,7 @@ __all__ = [
     "KNOWN_VARIABLES",
     "Tunables",
     "parse_count",
+    "parse_networks",
     "parse_seconds",
     "parse_size",
     "parse_switch",
@@ -121,6 +122,12 @@ class Tunables:
     header_timeout: float = 30.0
     drain_timeout: float = 8.0
     health_interval: float = 2.0
+    # How long a request body may go without a byte from the client.
+    body_timeout: float = 60.0
+    # How long a response may make no progress towards the client.
+    send_timeout: float = 60.0
+    # Peers whose X-Forwarded-*, Forwarded and X-Real-IP are believed.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # None: no admin listener.
     admin_listen: str | None = "tcp:9901"
     access_log: str = "text"
@@ -273,6 +280,49 @@ def parse_count(text: str) -> int:
     return int(stripped)
 
 
+def _parse_network(item: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if "%" in item:
+        # A zone names an interface on this host, not a range of peers.
+        raise ValueError(f"{item!r} has a zone (%); zones are not allowed")
+    try:
+        return ipaddress.ip_network(item)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    # Refused, where nginx's set_real_ip_from masks it with a warning: it may
+    # be a typo for 10.0.0.1/32, and trusting a whole /8 by mistake lets
+    # anyone in it claim any client address.
+    raise ValueError(f"{item!r} has host bits set; did you mean {loose}?")
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """
+    Parse a comma-separated list of CIDR networks (C{10.0.0.0/8, 2001:db8::/32});
+    a bare address is a network of one (/32 or /128).
+
+    @raise ValueError: naming every bad item, including empty ones.
+    """
+    networks = []
+    reasons = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            if not item:
+                # Other lists skip these, but this one grants trust: a stray
+                # comma may be where an address was meant to go.
+                raise ValueError("an empty item (two commas, or one at an end)")
+            networks.append(_parse_network(item))
+        except ValueError as e:
+            if str(e) not in reasons:
+                reasons.append(str(e))
+    if reasons:
+        raise ValueError("; ".join(reasons))
+    return tuple(networks)
+
+
 def _parse_admin_listen(text: str) -> str | None:
     description = text.strip()
     return None if description.lower() == "none" else description
@@ -313,6 +363,9 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("header_timeout", "SILLYPROXY_HEADER_TIMEOUT", parse_seconds),
     ("drain_timeout", "SILLYPROXY_DRAIN_TIMEOUT", parse_seconds),
     ("health_interval", "SILLYPROXY_HEALTH_INTERVAL", parse_seconds),
+    ("body_timeout", "SILLYPROXY_BODY_TIMEOUT", parse_seconds),
+    ("send_timeout", "SILLYPROXY_SEND_TIMEOUT", parse_seconds),
+    ("trusted_proxies", "SILLYPROXY_TRUSTED_PROXIES", parse_networks),
     ("admin_listen", "SILLYPROXY_ADMIN_LISTEN", _parse_admin_listen),
     ("access_log", "SILLYPROXY_ACCESS_LOG", _parse_access_log),
     ("fast_transport", "SILLYPROXY_FAST_TRANSPORT", parse_switch),

@@ -23,7 +23,8 @@ class UpstreamFailure:
     status: int
     # One line for the client; names no address, so it leaks nothing internal.
     message: str
-    # A low-cardinality label for logs and metrics: connect, timeout or reset.
+    # A low-cardinality label for logs and metrics: connect, timeout, reset
+    # or malformed.
     kind: str
     # Whether the request may have reached the backend; if not, it is safe
     # to send it again elsewhere, whatever its method.
@@ -47,6 +48,18 @@ def _causes(failure: Failure) -> list[Failure]:
     return list(reasons) if reasons else [failure]
 
 
+# What Twisted's response parser raises on bytes it cannot make sense of:
+# ParseError for the status line; ValueError for a header line without a
+# colon or a bad or conflicting Content-Length; KeyError for a
+# Transfer-Encoding other than chunked.  The connection's own end
+# (ConnectionDone, ConnectionLost) is none of these.
+_MALFORMED = (ParseError, ValueError, KeyError)
+
+
+def _malformed(failure: Failure) -> bool:
+    return any(cause.check(*_MALFORMED) for cause in _causes(failure))
+
+
 def classify(failure: Failure) -> UpstreamFailure:
     """Map a failure of C{Agent.request} to a 502 or 504 and a reason."""
     if failure.check(NoHealthyAddress):
@@ -62,8 +75,8 @@ def classify(failure: Failure) -> UpstreamFailure:
     if failure.check(error.ConnectError):
         return UpstreamFailure(502, "backend unreachable", "connect", maybe_sent=False)
     if failure.check(ResponseNeverReceived, ResponseFailed):
-        if any(cause.check(ParseError) for cause in _causes(failure)):
-            return UpstreamFailure(502, "backend sent a malformed response", "reset")
+        if _malformed(failure):
+            return UpstreamFailure(502, "backend sent a malformed response", "malformed")
         return UpstreamFailure(
             502, "backend closed the connection before responding", "reset"
         )

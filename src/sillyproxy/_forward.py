@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import RESPONSES
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
@@ -20,13 +21,21 @@ from ._accesslog import AccessLog, AccessRecord
 from ._compat import copy_canonical_headers
 from ._config import Backend
 from ._failures import UpstreamFailure, classify
-from ._headers import for_backend, for_client, new_request_id, request_id
+from ._headers import (
+    Networks,
+    for_backend,
+    for_client,
+    is_trusted,
+    new_request_id,
+    real_client,
+    request_id,
+)
 from ._outcome import Outcome
 from ._relay import BodyRelay
 from ._routing import Router
 from ._site import ProxyRequest
 from ._sweep import Sweep
-from ._target import join_target, origin_form
+from ._target import has_dot_segment, join_target, origin_form
 from ._timestamps import http_date
 from ._upload import ReceivedBodyProducer
 
@@ -37,8 +46,21 @@ _log = Logger(namespace="sillyproxy.forward")
 # Responses that never carry a body, so never carry a Content-Length we made.
 _BODYLESS_STATUS = frozenset({204, 304})
 
-# RFC 9110 section 9.2.2: sending these twice has the effect of sending once.
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+# RFC 9110 section 9.2.2: sending these twice has the effect of sending once
+# (TRACE too, but it is refused).
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+
+# Refused with 405: CONNECT would open a tunnel to wherever the client names,
+# and TRACE would echo the request, cookies and all, back to a script.
+_REFUSED_METHODS = frozenset({b"CONNECT", b"TRACE"})
+
+# nginx's status for a request whose client closed the connection before
+# the response began; logged and counted, never sent.
+CLIENT_CLOSED_REQUEST = 499
+
+# A reason phrase is relayed only as visible ASCII and spaces (RFC 9112
+# section 4); anything else, a bare CR above all, could forge a header.
+_PHRASE_BYTES = bytes(range(0x20, 0x7F))
 
 _ALLOW = b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
 
@@ -140,6 +162,7 @@ class _Settings:
     idle_timeout: float
     watch: _SlowResponseWatch
     generate_request_id: Callable[[], bytes]
+    trusted_proxies: Networks
 
 
 class ForwardingResource(Resource):
@@ -163,6 +186,8 @@ class ForwardingResource(Resource):
         requests are retried (a L{ProxyMetrics}); if None, nothing is counted.
     @param generate_request_id: makes the id of a request that came without
         a valid C{X-Request-Id}.
+    @param trusted_proxies: the networks whose forwarding headers are
+        believed (C{SILLYPROXY_TRUSTED_PROXIES}).
     """
 
     isLeaf = True
@@ -177,6 +202,7 @@ class ForwardingResource(Resource):
         idle_timeout: float = 60.0,
         metrics: RequestCounter | None = None,
         generate_request_id: Callable[[], bytes] = new_request_id,
+        trusted_proxies: Networks = (),
     ) -> None:
         super().__init__()
         self._settings = _Settings(
@@ -189,6 +215,7 @@ class ForwardingResource(Resource):
             idle_timeout=idle_timeout,
             watch=_SlowResponseWatch(clock, response_timeout, idle_timeout),
             generate_request_id=generate_request_id,
+            trusted_proxies=trusted_proxies,
         )
 
     def render(self, request: Request) -> bytes | int:
@@ -207,7 +234,11 @@ class _Exchange:
         self._settings = settings
         self._request = request
         self._started = settings.clock.seconds()
-        self._client_host = _client_host(request.getClientAddress())
+        peer = self._client_host = _client_host(request.getClientAddress())
+        # Whether the peer is a proxy whose forwarding headers we believe.
+        self._trusted = bool(settings.trusted_proxies) and is_trusted(
+            peer, settings.trusted_proxies
+        )
         self._request_id = request_id(
             request.requestHeaders.getRawHeaders(b"x-request-id"),
             settings.generate_request_id,
@@ -231,9 +262,9 @@ class _Exchange:
         # from notifyFinish would be, without making one per request.
         request.notifications.append(self)  # type: ignore[arg-type]
 
-        if request.method == b"CONNECT":
+        if request.method in _REFUSED_METHODS:
             request.responseHeaders.setRawHeaders(b"allow", [_ALLOW])
-            self._answer_error(405, "CONNECT is not supported")
+            self._answer_error(405, f"{request.method.decode('ascii')} is not supported")
             return
         target = origin_form(request.uri)
         if target is None:
@@ -247,6 +278,11 @@ class _Exchange:
                 self._no_healthy_backend()
             else:
                 self._answer_error(502, "no backends available")
+            return
+        if backend.base_path and has_dot_segment(target):
+            # A backend that resolves dot-segments would let the client out
+            # of the base path (/prefix/../admin).
+            self._answer_error(400, "request path has a . or .. segment")
             return
         self._send(backend)
 
@@ -280,6 +316,7 @@ class _Exchange:
                 client_host.encode("ascii") if client_host is not None else None,
                 b"https" if request.isSecure() else b"http",
                 self._request_id,
+                trusted=self._trusted,
             ),
         )
         body = None
@@ -317,7 +354,10 @@ class _Exchange:
         request = self._request
         settings = self._settings
         now = settings.clock.seconds()
-        request.setResponseCode(response.code, response.phrase)
+        phrase = response.phrase
+        if phrase.translate(None, _PHRASE_BYTES):
+            phrase = RESPONSES.get(response.code, b"")
+        request.setResponseCode(response.code, phrase)
         outgoing = request.responseHeaders
         copy_canonical_headers(outgoing, for_client(response.headers.getAllRawHeaders()))  # type: ignore[arg-type]
         # The id in this proxy's access log, whatever the backend said.
@@ -405,6 +445,16 @@ class _Exchange:
         assert self._backend is not None
         self._settings.metrics.upstream_failed(self._backend.color, outcome.metric_reason)
 
+    def _logged_client(self) -> str:
+        """The client for the access log: behind a trusted proxy, the address it forwarded for."""
+        peer = self._client_host
+        if peer is None:
+            return "-"
+        if not self._trusted:
+            return peer
+        forwarded_for = self._request.requestHeaders.getRawHeaders(b"x-forwarded-for")
+        return real_client(peer, forwarded_for, self._settings.trusted_proxies)
+
     def callback(self, result: None) -> None:
         """The response has been sent."""
         self._finished(result)
@@ -429,6 +479,11 @@ class _Exchange:
                 self._relay.abandon()
             if self._outcome in (Outcome.FORWARDED, Outcome.FAILOVER):
                 self._outcome = Outcome.CLIENT_CLOSED
+        status = request.code
+        if self._outcome is Outcome.CLIENT_CLOSED and not request.startedWriting:
+            # Nothing was answered: the backend's status (or the default
+            # 200) would count a hung backend as a success.
+            status = CLIENT_CLOSED_REQUEST
         if self._outcome is Outcome.UPSTREAM_FAILED and self._failure is not None:
             reason = self._failure.message
         else:
@@ -436,11 +491,11 @@ class _Exchange:
         settings.on_finished(
             AccessRecord(
                 time=self._started,
-                client=self._client_host or "-",
+                client=self._logged_client(),
                 method=request.method,
                 target=request.uri,
                 color=self._backend.color if self._backend else "-",
-                status=request.code,
+                status=status,
                 body_bytes=request.sentLength,
                 duration=settings.clock.seconds() - self._started,
                 outcome=reason,

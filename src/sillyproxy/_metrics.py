@@ -152,7 +152,8 @@ class ProxyMetrics(Collector):
         method = record.method.decode("ascii", "replace").upper()
         if method not in _METHODS:
             method = "other"
-        color = record.color
+        # A request no colour served (refused, or no backend) counts as "none".
+        color = record.color if record.color != "-" else "none"
         key = (color, str(record.status), method)
         self._requests[key] = self._requests.get(key, 0) + 1
         self.requests_by_color[color] = self.requests_by_color.get(color, 0) + 1

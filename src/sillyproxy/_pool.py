@@ -9,10 +9,19 @@ by C{tests/test_compat.py}):
     C{_timeouts} (connection -> object with C{cancel()}),
     C{_putConnection(key, connection)} and C{_removeConnection(key,
     connection)}, which L{RetirablePool} overrides and calls;
-  - C{client._HTTP11ClientFactory}, the factory the pool connects with;
+  - C{client._HTTP11ClientFactory}, the factory the pool connects with,
+    built as C{(quiescentCallback, metadata)}; L{_QuietClientFactory}
+    builds its protocols with that callback;
   - C{_newclient.Request._construct}, which builds the request a pooled
-    C{HTTP11ClientProtocol} sends (C{HTTP11ClientProtocol} itself is only
-    named, for its C{request} method).
+    C{HTTP11ClientProtocol} sends (C{HTTP11ClientProtocol} itself is
+    public, and L{_ClientProtocol} extends its C{request} method);
+  - C{HTTP11ClientProtocol._parser}, the C{HTTPClientParser} that
+    C{request} sets up before it returns, and its C{connHeaders} (from
+    C{HTTPParser}, reset by a 1xx response): the response's
+    connection-control headers, Connection among them, which Twisted keeps
+    out of C{response.headers}.  L{_ClientProtocol} reads the Connection
+    tokens there to drop the headers they name, which would otherwise reach
+    the client.
 """
 
 from __future__ import annotations
@@ -21,10 +30,10 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
 from twisted.internet.abstract import isIPv6Address
 from twisted.web import client
-from twisted.web._newclient import HTTP11ClientProtocol
+from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
@@ -33,6 +42,7 @@ from zope.interface import implementer
 
 from ._address import BackendAddress
 from ._config import BackendURL
+from ._headers import connection_tokens
 from ._sweep import Sweep
 
 __all__ = ["AddressAgent", "RetirablePool", "backend_address_factory"]
@@ -41,11 +51,68 @@ __all__ = ["AddressAgent", "RetirablePool", "backend_address_factory"]
 # (60 s and more), so the pool rarely hands out one the server is closing.
 IDLE_BACKEND_TIMEOUT = 30
 
+# Connection tokens that are options, not the names of headers to drop.
+_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
+
+
+class _ClientProtocol(HTTP11ClientProtocol):
+    """
+    Twisted's HTTP/1.1 client protocol, but the headers that a response's
+    Connection header names do not reach the response's headers.
+
+    Twisted keeps Connection (with the other connection-control headers) in
+    its parser's C{connHeaders}, not in the response's headers, so the
+    proxy's hop-by-hop filter never sees its tokens.  This is done here, on
+    every request the protocol sends, rather than in L{AddressAgent}: the
+    pool hands a reused connection out wrapped (in
+    C{_RetryingHTTP11ClientProtocol}) and may send the request again over
+    another connection, whose parser is the one that reads the response.
+    """
+
+    def request(self, request: ClientRequest) -> Deferred[IResponse]:
+        answer = super().request(request)
+        # Set by request() unless it refused at once (and then the answer
+        # fails), and dropped by the protocol as soon as the response is
+        # complete, which can be before the response is handed over: keep it.
+        parser = getattr(self, "_parser", None)
+        if parser is None:
+            return answer
+        return answer.addCallback(_drop_connection_named, parser)
+
+
+def _drop_connection_named(response: IResponse, parser: HTTPClientParser) -> IResponse:
+    """
+    Remove from C{response}'s headers those its Connection header names.
+
+    Read when the response arrives: a 1xx response before it resets
+    C{connHeaders}.  Nothing to do on the common path, where Connection is
+    absent or says only keep-alive or close.
+    """
+    values = parser.connHeaders.getRawHeaders(b"connection")
+    if values:
+        named = connection_tokens(values) - _CONNECTION_OPTIONS
+        if named:
+            headers = response.headers
+            for name in named:
+                headers.removeHeader(name)
+    return response
+
 
 class _QuietClientFactory(client._HTTP11ClientFactory):
+    """Builds L{_ClientProtocol}s for the pool, without logging each connection."""
+
     # Twisted logs "Starting factory" for each new backend connection, which
     # under load is a log line per request and says nothing an operator needs.
     noisy = False
+
+    def __init__(
+        self, quiescentCallback: Callable[[HTTP11ClientProtocol], None], metadata: object
+    ) -> None:
+        super().__init__(quiescentCallback, metadata)
+        self._when_quiescent = quiescentCallback
+
+    def buildProtocol(self, addr: IAddress | None) -> HTTP11ClientProtocol:
+        return _ClientProtocol(self._when_quiescent)
 
 
 class _IdleSince:

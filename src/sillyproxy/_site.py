@@ -9,12 +9,14 @@ from twisted.internet.interfaces import IAddress, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from ._accesslog import AccessRecord
+from ._compat import HTTPChannelWithHooks
 from ._headers import connection_tokens
 from ._sweep import Sweep
+from ._target import valid_host
 
 __all__ = ["ProxyChannel", "ProxyRequest", "ProxySite"]
 
@@ -22,6 +24,9 @@ __all__ = ["ProxyChannel", "ProxyRequest", "ProxySite"]
 # before closing: closing with unread data makes the kernel send a reset,
 # which can destroy the error response before the client reads it.
 LINGER_SECONDS = 2.0
+
+# A chunk-size beyond this cannot be a real body, whatever the limit.
+_ABSURD_CHUNK_SIZE = 2**63
 
 
 class ProxyRequest(Request):
@@ -97,15 +102,20 @@ class ProxyRequest(Request):
             self.processingFailed(Failure())
 
 
-class ProxyChannel(HTTPChannel):
+class ProxyChannel(HTTPChannelWithHooks):
     """
     An HTTP/1.1 channel that refuses what a proxy must not pass on, times
-    out slow request headers, and lets the site track and drain it.
+    out slow request headers and bodies, and lets the site track and drain
+    it.  Every refusal is answered with a status and a one-line reason, and
+    reported to the site (for the access log and metrics).
 
     Refused with 400: HTTP/1.1 without Host, more than one Host, obs-fold
     continuation lines, bare LF line endings, and any Transfer-Encoding but
-    C{chunked} (twisted.web already refuses Content-Length with
-    Transfer-Encoding, repeated Content-Length and bad chunking).
+    C{chunked}, as well as what twisted.web itself finds malformed
+    (Content-Length with Transfer-Encoding, repeated Content-Length, bad
+    chunking).  With 414 a request line, and with 431 a header line or a
+    whole head, longer than twisted.web's limit (16 KiB); with 413 a body
+    (declared, chunk by chunk, or as sent) over the site's C{max_body}.
     """
 
     # Set by the site (buildProtocol) and by makeConnection, before any
@@ -132,6 +142,13 @@ class ProxyChannel(HTTPChannel):
     _last_byte = b""
     # Some bytes of a request have arrived (it may not be parsed yet).
     _request_started = False
+    # When the current request's first byte arrived (clock seconds).
+    _request_began = 0.0
+    _request_line = b""
+    _head_bytes = 0
+    # When the current request body last received a byte (clock seconds),
+    # while it is arriving; the site's sweep enforces the body timeout.
+    body_since: float | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -177,7 +194,7 @@ class ProxyChannel(HTTPChannel):
             self._request_started = True
             self.idle_since = None
             if self.header_started is None:
-                self.header_started = self.site.reactor.seconds()
+                self.header_started = self._request_began = self.site.reactor.seconds()
             if self.line_mode and b"\n" in data:
                 head = data.split(b"\r\n\r\n", 1)[0]
                 # Every LF in the head must end a CRLF (two counts in C are
@@ -188,6 +205,8 @@ class ProxyChannel(HTTPChannel):
                     self.reject(400, b"Bad Request", "bare LF line endings are not allowed")
                     return
             self._last_byte = data[-1:]
+        elif self.body_since is not None:
+            self.body_since = self.site.reactor.seconds()
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
@@ -200,9 +219,48 @@ class ProxyChannel(HTTPChannel):
             if line or self._header_lines:
                 if not self._header_lines:
                     # The request line: method, target, version.
+                    self._request_line = line
                     self._request_version = line.rpartition(b" ")[2]
                 self._header_lines += 1
+                # The same sum twisted.web limits, but answered with 431
+                # rather than a bare 400.
+                self._head_bytes += len(line)
+                if self._head_bytes > self.totalHeadersSize:
+                    self.reject(
+                        431,
+                        b"Request Header Fields Too Large",
+                        f"request headers are larger than {self.totalHeadersSize} bytes",
+                    )
+                    return
         super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if not self._header_lines:
+            # Log the method; the target is what is too long to log.
+            self._request_line = line.partition(b" ")[0][:32] + b" "
+            self.reject(414, b"URI Too Long", f"request line is longer than {self.MAX_LENGTH} bytes")
+        else:
+            self.reject(
+                431,
+                b"Request Header Fields Too Large",
+                f"a header line is longer than {self.MAX_LENGTH} bytes",
+            )
+
+    def bad_request(self) -> None:
+        self.reject(400, b"Bad Request", "malformed request")
+
+    def chunk_size_received(self, size: int) -> None:
+        limit = self.site.max_body
+        received = self.requests[-1]._received if self.requests else 0
+        if size >= _ABSURD_CHUNK_SIZE or (limit and received + size > limit):
+            # Refuse on the declared size, before the bytes arrive.
+            self.reject(
+                413,
+                b"Content Too Large",
+                f"request body is larger than the limit of {limit} bytes"
+                if limit
+                else "request body chunk is too large",
+            )
 
     def headerReceived(self, line: bytes) -> bool:
         name, _, value = line.partition(b":")
@@ -215,6 +273,7 @@ class ProxyChannel(HTTPChannel):
         self.header_started = None
         self._reading_headers = False
         self._header_lines = 0
+        self._head_bytes = 0
         request = self.requests[-1]
         hosts = request.requestHeaders.getRawHeaders(b"host", ())
         if len(hosts) > 1 or (hosts and b"," in hosts[0]):
@@ -223,7 +282,16 @@ class ProxyChannel(HTTPChannel):
         if not hosts and self._request_version == b"HTTP/1.1":
             self.reject(400, b"Bad Request", "HTTP/1.1 requests need a Host header")
             return
+        if hosts and not valid_host(hosts[0]):
+            self.reject(400, b"Bad Request", "Host is not a valid host[:port]")
+            return
         super().allHeadersReceived()
+        if self.length != 0 and not self.rejected:
+            self.body_since = self.site.reactor.seconds()
+
+    def allContentReceived(self) -> None:
+        self.body_since = None
+        super().allContentReceived()
 
     def checkPersistence(self, request: Request, version: bytes) -> bool:
         # twisted.web splits Connection on spaces, so "close, te" would keep
@@ -237,6 +305,7 @@ class ProxyChannel(HTTPChannel):
     def requestDone(self, request: Request) -> None:
         self._reading_headers = True
         self._request_started = False
+        self._request_line = b""
         if self.persistent:
             self.idle_since = self.site.reactor.seconds()
         super().requestDone(request)
@@ -246,6 +315,13 @@ class ProxyChannel(HTTPChannel):
         self.header_started = None
         self.reject(408, b"Request Timeout", "request headers took too long")
 
+    def body_too_slow(self) -> None:
+        """The site's sweep found this request's body stalled past the limit."""
+        self.body_since = None
+        # Nothing of this request has gone to a backend yet: twisted.web
+        # hands a request over only once its body is complete.
+        self.reject(408, b"Request Timeout", "request body stalled")
+
     def reject(self, status: int, reason: bytes, message: str) -> None:
         """
         Answer with an error and end the connection, reading and throwing
@@ -254,21 +330,53 @@ class ProxyChannel(HTTPChannel):
         if self.rejected:
             return
         self.rejected = True
-        self.header_started = None
+        self.header_started = self.body_since = None
         self.persistent = False
         body = message.encode("utf-8") + b"\n"
         transport = self.transport
-        transport.write(
-            b"HTTP/1.1 %d %s\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
-        )
-        if ITCPTransport.providedBy(transport):
+        if any(request.startedWriting and not request.finished for request in self.requests):
+            # A response on this connection is still going out: an error
+            # written now would land inside it.
+            body = b""
+            transport.abortConnection()
+        else:
+            transport.write(
+                b"HTTP/1.1 %d %s\r\n"
+                b"Content-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\n"
+                b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+            )
+        self.site.refused(self, status, message, len(body))
+        if body and ITCPTransport.providedBy(transport):
             transport.loseWriteConnection()
             self.callLater(LINGER_SECONDS, transport.abortConnection)
-        else:
+        elif body:
             transport.loseConnection()
+
+    def refused_record(self, status: int, message: str, body_bytes: int, now: float) -> AccessRecord:
+        """The access record of a request this channel refused."""
+        method, _, rest = self._request_line.partition(b" ")
+        target = rest.rpartition(b" ")[0] if b" " in rest else rest
+        request = self.requests[-1] if self.requests else None
+        headers = request.requestHeaders if request is not None else None
+
+        def header(name: bytes) -> str:
+            values = headers.getRawHeaders(name) if headers is not None else None
+            return values[0].decode("ascii", "backslashreplace") if values else "-"
+
+        return AccessRecord(
+            time=self._request_began or now,
+            client=getattr(self.getPeer(), "host", "-"),
+            method=method[:32] or b"-",
+            target=target or b"-",
+            color="-",
+            status=status,
+            body_bytes=body_bytes,
+            duration=now - (self._request_began or now),
+            outcome=message,
+            host=header(b"host"),
+            user_agent=header(b"user-agent"),
+        )
 
 
 class ProxySite(Site):
@@ -282,6 +390,11 @@ class ProxySite(Site):
         limit.
     @param header_timeout: seconds a client has to send complete request
         headers; 0 for no limit.
+    @param body_timeout: seconds a request body may go without a byte; 0
+        for no limit.
+    @param on_refused: told of every request the channel refuses itself
+        (400, 408, 413, 414, 431), with an L{AccessRecord} whose colour is
+        C{-}.
     """
 
     # A plain HTTP/1.1 channel: sillyproxy does not negotiate HTTP/2, so
@@ -296,6 +409,8 @@ class ProxySite(Site):
         resource: IResource,
         max_body: int = 0,
         header_timeout: float = 0,
+        body_timeout: float = 0,
+        on_refused: Callable[[AccessRecord], None] | None = None,
         **kwargs: object,
     ) -> None:
         # A proxy never reads request.args, so twisted.web need not read a
@@ -303,6 +418,8 @@ class ProxySite(Site):
         super().__init__(resource, parsePOSTFormSubmission=False, **kwargs)
         self.max_body = max_body
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.on_refused = on_refused
         # twisted.web's idle timeout (the Site's timeout argument), enforced
         # by the sweep below rather than by a timer each channel sets and
         # cancels around every request.
@@ -311,7 +428,9 @@ class ProxySite(Site):
         self.draining = False
         self.channels: set[ProxyChannel] = set()
         self._on_idle: list[Callable[[], None]] = []
-        limits = [limit for limit in (self.header_timeout, self.idle_timeout) if limit]
+        limits = [
+            limit for limit in (header_timeout, body_timeout, self.idle_timeout) if limit
+        ]
         # One sweep for all connections instead of a timer per request: each
         # limit is enforced to within a quarter of the shortest (or 1 s).
         self._sweep: Sweep | None = None
@@ -334,10 +453,15 @@ class ProxySite(Site):
     def _sweep_channels(self, now: float) -> bool:
         headers_due = now - self.header_timeout if self.header_timeout else None
         idle_due = now - self.idle_timeout if self.idle_timeout else None
+        body_due = now - self.body_timeout if self.body_timeout else None
         for channel in list(self.channels):
             started = channel.header_started
             if headers_due is not None and started is not None and started <= headers_due:
                 channel.headers_too_slow()
+                continue
+            last_byte = channel.body_since
+            if body_due is not None and last_byte is not None and last_byte <= body_due:
+                channel.body_too_slow()
                 continue
             idle = channel.idle_since
             if idle_due is not None and idle is not None and idle <= idle_due:
@@ -346,6 +470,11 @@ class ProxySite(Site):
                 # line, a clean close, and an abort if that hangs.
                 channel.timeoutConnection()
         return bool(self.channels)
+
+    def refused(self, channel: ProxyChannel, status: int, message: str, body_bytes: int) -> None:
+        """The channel refused a request itself: log and count it."""
+        if self.on_refused is not None:
+            self.on_refused(channel.refused_record(status, message, body_bytes, self.reactor.seconds()))
 
     def channel_opened(self, channel: ProxyChannel) -> None:
         self.channels.add(channel)

@@ -182,10 +182,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             response_timeout=tunables.response_timeout,
             idle_timeout=tunables.idle_timeout,
             metrics=metrics,
+            trusted_proxies=tunables.trusted_proxies,
         ),
         reactor=reactor,
         max_body=tunables.max_body,
         header_timeout=tunables.header_timeout,
+        body_timeout=tunables.body_timeout,
+        on_refused=finished,
     )
     admin = None
     if tunables.admin_listen is not None:
