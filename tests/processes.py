@@ -42,6 +42,15 @@ class Twistd:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def logged(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether C{text} appears in the log within C{timeout} seconds (log lines are written in batches)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def terminate(self) -> None:
         """Send SIGTERM, as docker stop and a rolling update do."""
         self.process.terminate()

@@ -45,6 +45,7 @@ from sillyproxy import Backend, ForwardingResource, ProxySite
 from sillyproxy._accesslog import AccessRecord
 from sillyproxy._address import BackendAddress
 from sillyproxy._config import parse_backend_url
+from sillyproxy._headers import Networks
 from sillyproxy._metrics import ProxyMetrics
 from sillyproxy._pool import backend_address_factory
 from sillyproxy._routing import Router, Upstream
@@ -563,6 +564,7 @@ class InMemoryProxy:
         keepalive: int = 100,
         connect_timeout: float = 5.0,
         randbelow: Callable[[int], int] | None = None,
+        trusted_proxies: Networks = (),
     ) -> None:
         self.clock = Clock()
         # Upload bodies go one chunk per tick, and flush runs one tick per
@@ -621,6 +623,7 @@ class InMemoryProxy:
             idle_timeout=idle_timeout,
             metrics=self.metrics,
             generate_request_id=generate_request_id,
+            trusted_proxies=trusted_proxies,
         )
         self.site = ProxySite(self.resource, reactor=self.clock, on_refused=self._finished)
         self.client = InMemoryClient(self.site)

@@ -187,3 +187,19 @@ class CommonPathTests(SynchronousTestCase):
             self.assertIn(kept, names)
         self.assertEqual(names.count(b"set-cookie"), 2)
         self.assertNotIn(b"keep-alive", names)
+
+
+class ConnectionCloseTokenTests(TableTests):
+    @rows(
+        (b"Connection: close, X-Secret\r\n",),
+        (b"Connection: Close\r\n",),
+        (b"Connection: keep-alive\r\nConnection: close\r\n",),
+    )
+    def test_backend_asking_to_close_is_not_pooled(self, connection: bytes) -> None:
+        """If the backend's Connection header has the close token (in any case, among others), then its connection is closed, never pooled."""
+        answer = b"HTTP/1.1 200 OK\r\n" + connection + b"Content-Length: 2\r\n\r\nok"
+        factory = RawBackendFactory(answer, close=False)
+        proxy = InMemoryProxy([(BLUE, factory)])
+        self.assertTrue(get(proxy).startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(proxy.idle_connections("blue"), 0)
+        self.assertEqual(proxy.open_connections("blue"), 0)

@@ -165,6 +165,21 @@ class ConnectionHeaderTests(SynchronousTestCase):
         self.assertIsNone(protocol._parser)
         self.assertEqual(parser.connHeaders.getRawHeaders(b"connection"), [b"keep-alive, X-Secret"])
 
+    def test_parser_still_set_when_quiescent(self) -> None:
+        """If a response completes on a persistent connection, then the quiescent callback runs while _parser (and its connHeaders) is still set."""
+        seen: list[object] = []
+
+        def quiescent(protocol: HTTP11ClientProtocol) -> None:
+            parser = protocol._parser
+            seen.append(parser.connHeaders.getRawHeaders(b"connection") if parser is not None else "no parser")
+
+        protocol = HTTP11ClientProtocol(quiescent)
+        protocol.makeConnection(StringTransport())
+        request = ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True)
+        protocol.request(request)
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nConnection: Close, X-A\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(seen, [[b"Close, X-A"]])
+
     def test_informational_response_resets_conn_headers(self) -> None:
         """If a 1xx response comes first, then by the time the final response arrives connHeaders holds only the final response's headers."""
         protocol, answers = self.request()

@@ -288,7 +288,7 @@ def test_stalled_body_gets_408_and_is_logged_and_counted(proxy: Twistd, recorder
     assert answer.endswith(b"request body stalled\n")
     assert took < 5
     assert len(resource.seen) == before
-    assert " POST /stalled - 408 " in proxy.log()
+    assert proxy.logged(" POST /stalled - 408 "), proxy.log()
     metrics = yield deferToThread(_get, proxy.admin_port, "/metrics")
     assert 'sillyproxy_requests_total{code="408",color="none",method="POST"}' in metrics
 

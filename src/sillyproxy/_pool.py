@@ -21,7 +21,9 @@ by C{tests/test_compat.py}):
     connection-control headers, Connection among them, which Twisted keeps
     out of C{response.headers}.  L{_ClientProtocol} reads the Connection
     tokens there to drop the headers they name, which would otherwise reach
-    the client.
+    the client, and the pool reads them (the parser is still set when the
+    protocol reports itself quiescent) to close rather than pool a
+    connection whose response said C{close} among other tokens.
 """
 
 from __future__ import annotations
@@ -98,6 +100,22 @@ def _drop_connection_named(response: IResponse, parser: HTTPClientParser) -> IRe
     return response
 
 
+def _asked_to_close(connection: HTTP11ClientProtocol) -> bool:
+    """
+    Whether the response just read said C{close} among its Connection tokens.
+
+    Twisted closes only when one Connection value is exactly C{close}, so
+    C{Connection: close, X-Foo} or C{Connection: Close} would return to the
+    pool a connection the backend is about to close.  The pool is told the
+    connection is free before the protocol drops its parser.
+    """
+    parser = getattr(connection, "_parser", None)
+    if parser is None:
+        return False
+    values = parser.connHeaders.getRawHeaders(b"connection")
+    return bool(values) and b"close" in connection_tokens(values)
+
+
 class _QuietClientFactory(client._HTTP11ClientFactory):
     """Builds L{_ClientProtocol}s for the pool, without logging each connection."""
 
@@ -151,7 +169,7 @@ class RetirablePool(client.HTTPConnectionPool):
         return sum(len(idle) for idle in self._connections.values())
 
     def _putConnection(self, key, connection):  # type: ignore[no-untyped-def]
-        if self.retired:
+        if self.retired or _asked_to_close(connection):
             connection.transport.loseConnection()
             return
         if connection.state != "QUIESCENT":
