@@ -12,7 +12,10 @@ from twisted.internet import error
 from twisted.internet.defer import succeed
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IResponse
+from zope.interface import implementer
 
+from sillyproxy import _relay
 from sillyproxy._metrics import ProxyMetrics
 from sillyproxy._routing import Router
 
@@ -293,3 +296,64 @@ class HostAndPathTests(TableTests):
         written, _ = proxy.raw(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertTrue(written.startswith(b"HTTP/1.1 200 "), written)
         self.assertEqual(capture.seen[0].uri, seen)
+
+
+class SendTimeoutTests(SynchronousTestCase):
+    """The client holds the relay paused (its buffers are full); what it takes decides."""
+
+    def relaying(self, taken: list[int] | None = None):  # type: ignore[no-untyped-def]
+        @implementer(IResponse)
+        class Endless(HalfResponse):
+            def deliverBody(self, protocol):  # type: ignore[no-untyped-def]
+                protocol.makeConnection(self.backend_transport)
+                protocol.dataReceived(b"first")
+
+        response = Endless()
+        if taken is not None:
+            self.patch(_relay, "bytes_acked", lambda transport: taken[0])
+        proxy = InMemoryProxy(
+            agent=ScriptedAgent(lambda: succeed(response)), extra_backends=[BLUE], send_timeout=10
+        )
+        written, transport = proxy.raw(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(written.endswith(b"first"), written)
+        # The client's socket is full: the channel pauses the relay.
+        transport.producer.pauseProducing()
+        self.assertEqual(response.backend_transport.producerState, "paused")
+        return proxy, transport, response
+
+    def test_client_that_takes_nothing_is_cut_off(self) -> None:
+        """If the client takes none of the response for the send timeout, then both connections close and the request is logged as such."""
+        proxy, transport, response = self.relaying(taken=[5000])
+        self.tick(proxy, 9)
+        self.assertFalse(transport.disconnected)
+        self.tick(proxy, 3)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(response.backend_transport.producerState, "stopped")
+        transport.protocol.connectionLost(Failure(error.ConnectionLost()))
+        [record] = proxy.access
+        self.assertEqual((record.status, record.outcome), (200, "client stopped reading"))
+
+    def test_client_that_keeps_taking_is_not_cut_off(self) -> None:
+        """If the kernel says the client keeps acknowledging bytes, then however long the relay stays paused, nothing is closed."""
+        taken = [5000]
+        proxy, transport, response = self.relaying(taken=taken)
+        for _ in range(10):
+            taken[0] += 1024
+            self.tick(proxy, 6)
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(response.backend_transport.producerState, "paused")
+
+    def test_without_a_kernel_count_a_resume_is_progress(self) -> None:
+        """If the transport has no TCP socket to ask (UNIX, in memory), then each resume counts as progress."""
+        proxy, transport, response = self.relaying()
+        for _ in range(5):
+            self.tick(proxy, 6)
+            transport.producer.resumeProducing()
+            transport.producer.pauseProducing()
+        self.assertFalse(transport.disconnected)
+        self.tick(proxy, 12)
+        self.assertTrue(transport.disconnected)
+
+    def tick(self, proxy: InMemoryProxy, seconds: int) -> None:
+        for _ in range(seconds):
+            proxy.clock.advance(1)

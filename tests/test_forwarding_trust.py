@@ -80,7 +80,8 @@ def test_proxy_protocol_v1_gives_the_real_client(recorded, tmp_path: Path):  # t
     """
     If the proxy listens with haproxy: and a load balancer sends a PROXY v1
     header, then the backend sees the client it names in X-Forwarded-For and
-    Forwarded, and the access log names it too.
+    Forwarded, and the access log names it too; a connection without the
+    header is closed unanswered.
     """
     capture, backend_port = recorded
     port = free_port()
@@ -103,6 +104,9 @@ def test_proxy_protocol_v1_gives_the_real_client(recorded, tmp_path: Path):  # t
         assert headers.getRawHeaders(b"x-forwarded-for") == [b"203.0.113.9"]
         assert headers.getRawHeaders(b"forwarded") == [b"for=203.0.113.9;proto=http;host=shop.example"]
         assert proxy.logged(" 203.0.113.9 GET /lb blue 200 "), proxy.log()
+        # Without the PROXY header, a connection is closed unanswered.
+        bare = yield deferToThread(_exchange, port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert bare == b""
     finally:
         proxy.stop()
 

@@ -130,11 +130,13 @@ class _SlowResponseWatch:
     still arriving, checked by one sweep rather than a timer each.
     """
 
-    def __init__(self, clock: IReactorTime, response_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self, clock: IReactorTime, response_timeout: float, idle_timeout: float, send_timeout: float
+    ) -> None:
         self.waiting: set[_Exchange] = set()
         self.streaming: set[BodyRelay] = set()
         # Enforced to within a quarter of the timeout, or a second.
-        interval = min(1.0, response_timeout / 4, idle_timeout / 4)
+        interval = min(1.0, response_timeout / 4, idle_timeout / 4, send_timeout / 4)
         self._sweep = Sweep(clock, interval, self._check)
 
     def wake(self) -> None:
@@ -160,6 +162,7 @@ class _Settings:
     on_finished: Callable[[AccessRecord], None]
     response_timeout: float
     idle_timeout: float
+    send_timeout: float
     watch: _SlowResponseWatch
     generate_request_id: Callable[[], bytes]
     trusted_proxies: Networks
@@ -182,6 +185,8 @@ class ForwardingResource(Resource):
     @param idle_timeout: seconds a backend may stall in the middle of a body
         (while the client is keeping up) before the client connection is
         aborted.
+    @param send_timeout: seconds a response may go with the client taking
+        none of it before both connections are closed.
     @param metrics: told when requests start and end, backends fail and
         requests are retried (a L{ProxyMetrics}); if None, nothing is counted.
     @param generate_request_id: makes the id of a request that came without
@@ -200,6 +205,7 @@ class ForwardingResource(Resource):
         cooperator: Cooperator | None = None,
         response_timeout: float = 60.0,
         idle_timeout: float = 60.0,
+        send_timeout: float = 60.0,
         metrics: RequestCounter | None = None,
         generate_request_id: Callable[[], bytes] = new_request_id,
         trusted_proxies: Networks = (),
@@ -213,7 +219,8 @@ class ForwardingResource(Resource):
             on_finished=on_finished if on_finished is not None else AccessLog(clock),
             response_timeout=response_timeout,
             idle_timeout=idle_timeout,
-            watch=_SlowResponseWatch(clock, response_timeout, idle_timeout),
+            send_timeout=send_timeout,
+            watch=_SlowResponseWatch(clock, response_timeout, idle_timeout, send_timeout),
             generate_request_id=generate_request_id,
             trusted_proxies=trusted_proxies,
         )
@@ -379,6 +386,8 @@ class _Exchange:
             self._backend_failed_mid_body,
             settings.watch.streaming,
             settings.idle_timeout,
+            settings.send_timeout,
+            self._client_stopped_reading,
         )
         response.deliverBody(self._relay)
         # A body that arrived with the headers has already been relayed.
@@ -454,6 +463,9 @@ class _Exchange:
             return peer
         forwarded_for = self._request.requestHeaders.getRawHeaders(b"x-forwarded-for")
         return real_client(peer, forwarded_for, self._settings.trusted_proxies)
+
+    def _client_stopped_reading(self) -> None:
+        self._outcome = Outcome.CLIENT_STOPPED_READING
 
     def callback(self, result: None) -> None:
         """The response has been sent."""

@@ -24,6 +24,8 @@ class Outcome(Enum):
     UPSTREAM_FAILED = "upstream failed"
     FAILED_MID_BODY = "backend failed mid-body"
     STALLED_MID_BODY = "backend stalled mid-body"
+    # The client took none of the response for the send timeout.
+    CLIENT_STOPPED_READING = "client stopped reading"
 
     @property
     def metric_reason(self) -> str:

@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from ._config import Backend
 from ._outcome import Outcome
+from ._sendprogress import bytes_acked
 from ._site import ProxyRequest
 
 __all__ = ["BodyRelay"]
@@ -30,8 +31,15 @@ class BodyRelay(Protocol):
     instead of filling memory; knowing when it is paused also tells a
     stalled backend (abort after C{idle_timeout}) from a slow client (wait).
 
+    While the client holds the relay paused, the relay asks the kernel
+    (C{delivered}, L{bytes_acked}) whether the client is taking any of the
+    response; after C{send_timeout} without, it closes both connections
+    (nginx's C{send_timeout}).
+
     @param on_backend_failed: told when the backend breaks off the body:
         L{Outcome.STALLED_MID_BODY} or L{Outcome.FAILED_MID_BODY}.
+    @param on_client_stalled: told when the client stopped reading and both
+        connections were closed.
     @param watching: the relays whose bodies are still arriving; the relay
         is in it from L{watch_for_stalls} until its body ends, and whoever
         holds it calls L{check_stalled} now and then.
@@ -48,13 +56,26 @@ class BodyRelay(Protocol):
         on_backend_failed: Callable[[Outcome], None],
         watching: set[BodyRelay],
         idle_timeout: float,
+        send_timeout: float = 60.0,
+        on_client_stalled: Callable[[], None] = lambda: None,
+        delivered: Callable[[object], int | None] | None = None,
     ) -> None:
         self._request = request
         self._backend = backend
         self._on_backend_failed = on_backend_failed
         self._watching = watching
         self._idle_timeout = idle_timeout
+        self._send_timeout = send_timeout
+        self._on_client_stalled = on_client_stalled
+        self._delivered = delivered if delivered is not None else bytes_acked
         self._paused = False
+        self._resumes = 0
+        # What the client had taken when last seen to take more, and when.
+        self._client_mark: tuple[int, int | None] | None = None
+        self._client_progress_at = 0.0
+        # Set once the relay itself closed the backend connection, whose
+        # loss is then no failure of the backend's.
+        self._cut_off = False
         self._chunks = 0
         self._chunks_seen = 0
         self._progress_at = 0.0
@@ -80,14 +101,23 @@ class BodyRelay(Protocol):
 
     def resumeProducing(self) -> None:
         self._paused = False
+        self._resumes += 1
         self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
         self.transport.stopProducing()
 
     def check_stalled(self, now: float) -> None:
-        """Abort if the backend has sent nothing for the idle timeout while the client kept up."""
-        if self._paused or self._chunks != self._chunks_seen:
+        """
+        Abort if the backend has sent nothing for the idle timeout while the
+        client kept up, or the client has taken nothing for the send timeout.
+        """
+        if self._paused:
+            self._chunks_seen = self._chunks
+            self._progress_at = now
+            self._check_client(now)
+            return
+        if self._chunks != self._chunks_seen:
             self._chunks_seen = self._chunks
             self._progress_at = now
             return
@@ -100,9 +130,34 @@ class BodyRelay(Protocol):
             seconds=self._idle_timeout,
         )
         self._on_backend_failed(Outcome.STALLED_MID_BODY)
+        self._cut_off = True
         self.transport.stopProducing()
         if self._request.channel is not None:
             self._request.channel.transport.abortConnection()
+
+    def _check_client(self, now: float) -> None:
+        channel = self._request.channel
+        if channel is None:
+            return
+        mark = (self._resumes, self._delivered(channel.transport))
+        if mark != self._client_mark:
+            self._client_mark = mark
+            self._client_progress_at = now
+            return
+        if now - self._client_progress_at < self._send_timeout:
+            return
+        self._watching.discard(self)
+        _log.warn(
+            "client {client} took nothing of a {color} response for {seconds}s; closing",
+            client=getattr(channel.getPeer(), "host", "-"),
+            color=self._backend.color,
+            seconds=self._send_timeout,
+        )
+        self._on_client_stalled()
+        self._cut_off = True
+        # Closed, not pooled: the rest of its body would have to be read.
+        self.transport.stopProducing()
+        channel.transport.abortConnection()
 
     def abandon(self) -> None:
         """The client left: close the backend connection rather than drain it."""
@@ -114,8 +169,9 @@ class BodyRelay(Protocol):
         self._done = True
         self._watching.discard(self)
         request = self._request
-        if request.channel is None:
-            # The client went first; its connectionLost already stopped us.
+        if request.channel is None or self._cut_off:
+            # The client went first (its connectionLost already stopped us),
+            # or the relay stopped the backend and aborted the client.
             return
         request.unregisterProducer()
         # isinstance, not reason.check: check walks the class names of the

@@ -181,6 +181,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             finished,
             response_timeout=tunables.response_timeout,
             idle_timeout=tunables.idle_timeout,
+            send_timeout=tunables.send_timeout,
             metrics=metrics,
             trusted_proxies=tunables.trusted_proxies,
         ),
