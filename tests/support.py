@@ -681,6 +681,7 @@ class InMemoryProxy:
         max_body: int = 0,
         idle_timeout: float | None = None,
         body_timeout: float = 0,
+        header_timeout: float = 0,
     ) -> tuple[bytes, StringTransport]:
         """
         Feed raw bytes to the proxy's Site and return what it wrote back,
@@ -689,7 +690,8 @@ class InMemoryProxy:
 
         @param idle_timeout: if given, the Site's keep-alive idle timeout.
         @param body_timeout: the Site's request body timeout.
-        With either, the Site is started so that its sweep runs on the clock.
+        @param header_timeout: the Site's request header timeout.
+        With any of them, the Site is started so that its sweep runs on the clock.
         """
         options: dict[str, Any] = {"timeout": idle_timeout} if idle_timeout is not None else {}
         site = ProxySite(
@@ -697,10 +699,11 @@ class InMemoryProxy:
             reactor=self.clock,
             max_body=max_body,
             body_timeout=body_timeout,
+            header_timeout=header_timeout,
             on_refused=self._finished,
             **options,
         )
-        if idle_timeout is not None or body_timeout:
+        if idle_timeout is not None or body_timeout or header_timeout:
             site.doStart()
         protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.9", 40000))
         transport = TCPStringTransport(
@@ -709,7 +712,8 @@ class InMemoryProxy:
         )
         protocol.makeConnection(transport)
         transport.protocol = protocol
-        protocol.dataReceived(data)
+        if data:
+            protocol.dataReceived(data)
         self.flush()
         return transport.value(), transport
 

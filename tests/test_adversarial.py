@@ -27,6 +27,7 @@ from .support import (
     ScriptedAgent,
     TableTests,
     backend,
+    failing_agent,
     rows,
 )
 
@@ -184,14 +185,36 @@ class RefusalAccountingTests(SynchronousTestCase):
         self.assertTrue(written.endswith(b"malformed request\n"), written)
         self.assertEqual([r.status for r in proxy.access], [400])
 
-    def test_header_timeout_is_logged(self) -> None:
-        """If request headers time out, then the 408 is logged too."""
+    def test_header_timeout_is_logged_with_its_duration(self) -> None:
+        """If request headers time out, then the 408 is logged, timed from the request's first byte."""
         proxy = InMemoryProxy([(BLUE, CaptureResource())])
-        proxy.site.header_timeout = 0
-        written, transport = proxy.raw(b"GET / HTTP/1.1\r\nHost: a\r\n", idle_timeout=100)
-        transport.protocol.headers_too_slow()
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "))
-        self.assertEqual([(r.status, r.color) for r in proxy.access], [(408, "-")])
+        proxy.clock.advance(100)
+        written, transport = proxy.raw(b"GET / HTTP/1.1\r\nHost: a\r\n", header_timeout=8)
+        for _ in range(10):
+            proxy.clock.advance(1)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "), transport.value())
+        [record] = proxy.access
+        self.assertEqual((record.status, record.color, record.time), (408, "-", 100))
+        self.assertGreaterEqual(record.duration, 8)
+
+    def test_connection_that_sends_nothing_is_closed_quietly(self) -> None:
+        """If a connection sends no byte within the header timeout (a preconnect), then it is closed with no answer, no log line and no count."""
+        proxy = InMemoryProxy([(BLUE, CaptureResource())], metrics_for=_metrics)
+        written, transport = proxy.raw(b"", header_timeout=8)
+        for _ in range(10):
+            proxy.clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(proxy.access, [])
+        self.assertNotIn("sillyproxy_requests_total{", _scrape(proxy))
+
+    def test_refused_request_line_is_logged_safely(self) -> None:
+        """If a request line twisted.web cannot parse is refused, then its target is logged with spaces and control bytes escaped."""
+        proxy = InMemoryProxy([(BLUE, CaptureResource())])
+        written, _ = proxy.raw(b"GET /a b\x1b[31m HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(written.startswith(b"HTTP/1.1 400 "), written)
+        [record] = proxy.access
+        self.assertEqual((record.method, record.target), (b"GET", b"/a%20b%1B[31m"))
 
 
 class MethodTests(TableTests):
@@ -208,6 +231,7 @@ class MethodTests(TableTests):
         self.assertIn(b"\r\nAllow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n", written)
         self.assertTrue(written.endswith(message), written)
         self.assertEqual(agent.calls, [])
+        self.assertEqual([(r.status, r.color) for r in proxy.access], [(405, "-")])
 
 
 class ClientClosedTests(SynchronousTestCase):
@@ -288,6 +312,7 @@ class HostAndPathTests(TableTests):
         (PREFIXED, b"/a%2fb", b"/prefix/a%2fb"),
         (PREFIXED, b"/a/b..c", b"/prefix/a/b..c"),
         (BLUE, b"/../admin", b"/../admin"),
+        (backend("blue", "http://blue.internal:8080/"), b"/a/../b", b"/a/../b"),
     )
     def test_other_targets_pass_byte_for_byte(self, served, target: bytes, seen: bytes) -> None:  # type: ignore[no-untyped-def]
         """If the path has no dot segment, or the colour has no base path, then the target is forwarded byte for byte."""
@@ -357,3 +382,20 @@ class SendTimeoutTests(SynchronousTestCase):
     def tick(self, proxy: InMemoryProxy, seconds: int) -> None:
         for _ in range(seconds):
             proxy.clock.advance(1)
+
+
+class FailoverBasePathTests(SynchronousTestCase):
+    def test_failover_onto_a_base_path_is_checked_too(self) -> None:
+        """If the first colour has no base path and fails before sending, then a retry onto a colour with one still refuses a dot segment."""
+        capture = CaptureResource()
+        green = backend("green", "http://green.internal:8080/prefix/")
+        proxy = InMemoryProxy(
+            [(green, capture)],
+            agent=failing_agent(error.ConnectionRefusedError()),
+            extra_backends=[BLUE],
+            # Choose the last colour first: blue, then green.
+            randbelow=lambda total: total - 1,
+        )
+        written, _ = proxy.raw(b"GET /../admin HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(written.startswith(b"HTTP/1.1 400 "), written)
+        self.assertEqual(capture.seen, [])

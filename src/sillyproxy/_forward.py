@@ -43,6 +43,9 @@ __all__ = ["ForwardingResource", "RequestCounter", "write_plain_error"]
 
 _log = Logger(namespace="sillyproxy.forward")
 
+# A backend URL's path that joins nothing onto a target.
+_NO_BASE_PATH = (b"", b"/")
+
 # Responses that never carry a body, so never carry a Content-Length we made.
 _BODYLESS_STATUS = frozenset({204, 304})
 
@@ -286,11 +289,6 @@ class _Exchange:
             else:
                 self._answer_error(502, "no backends available")
             return
-        if backend.base_path and has_dot_segment(target):
-            # A backend that resolves dot-segments would let the client out
-            # of the base path (/prefix/../admin).
-            self._answer_error(400, "request path has a . or .. segment")
-            return
         self._send(backend)
 
     def _answer_error(self, status: int, message: str) -> None:
@@ -305,6 +303,12 @@ class _Exchange:
         self._answer_error(503, "no healthy backends")
 
     def _send(self, backend: Backend) -> None:
+        if backend.base_path not in _NO_BASE_PATH and has_dot_segment(self._target):
+            # A backend that resolves dot-segments would let the client out
+            # of the base path (/prefix/../admin); checked on every attempt,
+            # as a failover may land on a colour with a base path.
+            self._answer_error(400, "request path has a . or .. segment")
+            return
         request = self._request
         settings = self._settings
         metrics = settings.metrics

@@ -75,7 +75,7 @@ class BodyRelay(Protocol):
         self._client_progress_at = 0.0
         # Set once the relay itself closed the backend connection, whose
         # loss is then no failure of the backend's.
-        self._cut_off = False
+        self._stopped_by_us = False
         self._chunks = 0
         self._chunks_seen = 0
         self._progress_at = 0.0
@@ -123,17 +123,13 @@ class BodyRelay(Protocol):
             return
         if now - self._progress_at < self._idle_timeout:
             return
-        self._watching.discard(self)
         _log.warn(
             "{color} backend sent nothing for {seconds}s mid-body; aborting",
             color=self._backend.color,
             seconds=self._idle_timeout,
         )
         self._on_backend_failed(Outcome.STALLED_MID_BODY)
-        self._cut_off = True
-        self.transport.stopProducing()
-        if self._request.channel is not None:
-            self._request.channel.transport.abortConnection()
+        self._cut_off()
 
     def _check_client(self, now: float) -> None:
         channel = self._request.channel
@@ -146,7 +142,6 @@ class BodyRelay(Protocol):
             return
         if now - self._client_progress_at < self._send_timeout:
             return
-        self._watching.discard(self)
         _log.warn(
             "client {client} took nothing of a {color} response for {seconds}s; closing",
             client=getattr(channel.getPeer(), "host", "-"),
@@ -154,10 +149,15 @@ class BodyRelay(Protocol):
             seconds=self._send_timeout,
         )
         self._on_client_stalled()
-        self._cut_off = True
-        # Closed, not pooled: the rest of its body would have to be read.
+        self._cut_off()
+
+    def _cut_off(self) -> None:
+        """Close both connections; the backend's is not pooled, as the rest of its body would have to be read."""
+        self._watching.discard(self)
+        self._stopped_by_us = True
         self.transport.stopProducing()
-        channel.transport.abortConnection()
+        if self._request.channel is not None:
+            self._request.channel.transport.abortConnection()
 
     def abandon(self) -> None:
         """The client left: close the backend connection rather than drain it."""
@@ -169,7 +169,7 @@ class BodyRelay(Protocol):
         self._done = True
         self._watching.discard(self)
         request = self._request
-        if request.channel is None or self._cut_off:
+        if request.channel is None or self._stopped_by_us:
             # The client went first (its connectionLost already stopped us),
             # or the relay stopped the backend and aborted the client.
             return

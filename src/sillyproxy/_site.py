@@ -102,6 +102,22 @@ class ProxyRequest(Request):
             self.processingFailed(Failure())
 
 
+def _loggable(raw: bytes) -> bytes:
+    """
+    A refused request's method or target, safe for one log field: spaces
+    and control bytes percent-encoded (the request line was never parsed,
+    so they may be there), C{-} if empty.
+    """
+    if not raw:
+        return b"-"
+    if raw.translate(None, _UNSAFE_IN_LOG) == raw:
+        return raw
+    return b"".join(b"%%%02X" % byte if byte in _UNSAFE_IN_LOG else bytes([byte]) for byte in raw)
+
+
+_UNSAFE_IN_LOG = bytes(range(0x21)) + b"\x7f"
+
+
 class ProxyChannel(HTTPChannelWithHooks):
     """
     An HTTP/1.1 channel that refuses what a proxy must not pass on, times
@@ -143,12 +159,15 @@ class ProxyChannel(HTTPChannelWithHooks):
     # Some bytes of a request have arrived (it may not be parsed yet).
     _request_started = False
     # When the current request's first byte arrived (clock seconds).
-    _request_began = 0.0
+    _request_began: float | None = None
     _request_line = b""
     _head_bytes = 0
-    # When the current request body last received a byte (clock seconds),
-    # while it is arriving; the site's sweep enforces the body timeout.
+    # While a request body is arriving: since when (clock seconds) the
+    # sweep has seen no new read of it, and the reads it saw.  Counting
+    # reads keeps the clock out of the per-read path.
     body_since: float | None = None
+    _body_reads = 0
+    _body_reads_seen = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -191,10 +210,12 @@ class ProxyChannel(HTTPChannelWithHooks):
         if self.rejected:
             return
         if self._reading_headers:
-            self._request_started = True
-            self.idle_since = None
-            if self.header_started is None:
-                self.header_started = self._request_began = self.site.reactor.seconds()
+            if not self._request_started:
+                self._request_started = True
+                self.idle_since = None
+                self._request_began = self.site.reactor.seconds()
+                if self.header_started is None:
+                    self.header_started = self._request_began
             if self.line_mode and b"\n" in data:
                 head = data.split(b"\r\n\r\n", 1)[0]
                 # Every LF in the head must end a CRLF (two counts in C are
@@ -206,7 +227,7 @@ class ProxyChannel(HTTPChannelWithHooks):
                     return
             self._last_byte = data[-1:]
         elif self.body_since is not None:
-            self.body_since = self.site.reactor.seconds()
+            self._body_reads += 1
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
@@ -306,14 +327,32 @@ class ProxyChannel(HTTPChannelWithHooks):
         self._reading_headers = True
         self._request_started = False
         self._request_line = b""
-        if self.persistent:
-            self.idle_since = self.site.reactor.seconds()
+        # Idle from now on: a kept-alive connection waits for the next
+        # request, and a closing one for the client to read the response's
+        # tail, which must not take forever either.
+        self.idle_since = self.site.reactor.seconds()
         super().requestDone(request)
 
     def headers_too_slow(self) -> None:
         """The site's sweep found this request's headers past the limit."""
         self.header_started = None
+        if not self._request_started:
+            # Not a byte yet (a browser's preconnect, an idle balancer's
+            # connection): no request to answer, log or count.
+            self.rejected = True
+            self.persistent = False
+            self.transport.loseConnection()
+            return
         self.reject(408, b"Request Timeout", "request headers took too long")
+
+    def body_stalled(self, now: float, due: float) -> bool:
+        """Whether the body being received has had no read since C{due}; the sweep asks."""
+        if self._body_reads != self._body_reads_seen:
+            self._body_reads_seen = self._body_reads
+            self.body_since = now
+            return False
+        since = self.body_since
+        return since is not None and since <= due
 
     def body_too_slow(self) -> None:
         """The site's sweep found this request's body stalled past the limit."""
@@ -336,27 +375,28 @@ class ProxyChannel(HTTPChannelWithHooks):
         transport = self.transport
         if any(request.startedWriting and not request.finished for request in self.requests):
             # A response on this connection is still going out: an error
-            # written now would land inside it.
-            body = b""
+            # written now would land inside it.  (twisted.web reads no
+            # further request while one is served, so this should not be.)
             transport.abortConnection()
-        else:
-            transport.write(
-                b"HTTP/1.1 %d %s\r\n"
-                b"Content-Type: text/plain; charset=utf-8\r\n"
-                b"Content-Length: %d\r\n"
-                b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
-            )
+            return
+        transport.write(
+            b"HTTP/1.1 %d %s\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
         self.site.refused(self, status, message, len(body))
-        if body and ITCPTransport.providedBy(transport):
+        if ITCPTransport.providedBy(transport):
             transport.loseWriteConnection()
             self.callLater(LINGER_SECONDS, transport.abortConnection)
-        elif body:
+        else:
             transport.loseConnection()
 
     def refused_record(self, status: int, message: str, body_bytes: int, now: float) -> AccessRecord:
         """The access record of a request this channel refused."""
         method, _, rest = self._request_line.partition(b" ")
         target = rest.rpartition(b" ")[0] if b" " in rest else rest
+        began = self._request_began if self._request_began is not None else now
         request = self.requests[-1] if self.requests else None
         headers = request.requestHeaders if request is not None else None
 
@@ -365,14 +405,14 @@ class ProxyChannel(HTTPChannelWithHooks):
             return values[0].decode("ascii", "backslashreplace") if values else "-"
 
         return AccessRecord(
-            time=self._request_began or now,
+            time=began,
             client=getattr(self.getPeer(), "host", "-"),
-            method=method[:32] or b"-",
-            target=target or b"-",
+            method=_loggable(method[:32]),
+            target=_loggable(target),
             color="-",
             status=status,
             body_bytes=body_bytes,
-            duration=now - (self._request_began or now),
+            duration=now - began,
             outcome=message,
             host=header(b"host"),
             user_agent=header(b"user-agent"),
@@ -459,9 +499,9 @@ class ProxySite(Site):
             if headers_due is not None and started is not None and started <= headers_due:
                 channel.headers_too_slow()
                 continue
-            last_byte = channel.body_since
-            if body_due is not None and last_byte is not None and last_byte <= body_due:
-                channel.body_too_slow()
+            if body_due is not None and channel.body_since is not None:
+                if channel.body_stalled(now, body_due):
+                    channel.body_too_slow()
                 continue
             idle = channel.idle_since
             if idle_due is not None and idle is not None and idle <= idle_due:
