@@ -1,4 +1,4 @@
-"""Peak memory of sillyproxy: a huge response to a slow client, a huge upload, and 1,000 idle connections."""
+"""Peak memory of sillyproxy: a huge response to a slow client, a huge upload, 1,000 idle connections and 1,000 idle WebSocket tunnels."""
 
 from __future__ import annotations
 
@@ -188,17 +188,76 @@ def idle_connections(backend_port: int, work: Path, count: int) -> dict[str, flo
         stop(process)
 
 
+@contextmanager
+def myapp_backend(work: Path) -> Iterator[int]:
+    """A myapp on 127.0.0.1, for its WebSocket /ws; its port."""
+    port = free_port()
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    log = open(work / f"myapp-{port}.log", "wb")
+    process = subprocess.Popen(
+        [twistd, "--nodaemon", "--pidfile=", "--logfile=-", "myapp", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, process)
+        yield port
+    finally:
+        stop(process)
+
+
+HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def idle_tunnels(work: Path, count: int) -> dict[str, float]:
+    """RSS of a proxy holding C{count} open, idle WebSocket tunnels to myapp, above the same proxy idle."""
+    with myapp_backend(work) as backend_port:
+        process, port = start_proxy(backend_port, work)
+        sockets = []
+        try:
+            warm(port)
+            time.sleep(0.5)
+            before = status_kib(process.pid, "VmRSS")
+            for _ in range(count):
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(HANDSHAKE)
+                sockets.append(s)
+            for s in sockets:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += s.recv(4096)
+                if not data.startswith(b"HTTP/1.1 101 "):
+                    raise RuntimeError(f"no tunnel: {data[:80]!r}")
+            time.sleep(1)
+            after = status_kib(process.pid, "VmRSS")
+            return {"tunnels": count, "idle_rss_mib": before / 1024, "extra_rss_mib": (after - before) / 1024}
+        finally:
+            for s in sockets:
+                s.close()
+            stop(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--slow-seconds", type=float, default=30,
                         help="read at 1 MiB/s this long, then as fast as possible (1024 reads it all slowly)")
     parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--tunnels", type=int, default=1000)
+    parser.add_argument("--only-tunnels", action="store_true", help="measure only the idle tunnels")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.idle)), hard))
 
+    if args.only_tunnels:
+        with nginx_backend(0) as (work, _):
+            print_tunnels(work, args.tunnels)
+        return
     size = args.size_mib * MIB
     with nginx_backend(size) as (work, backend_port):
         down = slow_download(backend_port, work, size, args.slow_seconds)
@@ -211,6 +270,13 @@ def main() -> None:
         idle = idle_connections(backend_port, work, args.idle)
         print(f"{args.idle} idle keep-alive connections: extra RSS {idle['extra_rss_mib']:.1f} MiB "
               f"(idle proxy {idle['idle_rss_mib']:.1f} MiB)")
+        print_tunnels(work, args.tunnels)
+
+
+def print_tunnels(work: Path, count: int) -> None:
+    tunnels = idle_tunnels(work, count)
+    print(f"{count} idle WebSocket tunnels (to myapp): extra RSS {tunnels['extra_rss_mib']:.1f} MiB "
+          f"(idle proxy {tunnels['idle_rss_mib']:.1f} MiB)")
 
 
 if __name__ == "__main__":

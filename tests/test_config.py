@@ -98,7 +98,7 @@ class ColourTests(SynchronousTestCase):
         )
         self.assertEqual(config.unserved, ())
         self.assertEqual(config.total_weight, 5)
-        self.assertEqual(config.listen, "tcp:8080")
+        self.assertEqual(config.listen, ("tcp:8080",))
 
     def test_unset_color_is_not_served(self) -> None:
         """If GREEN is unset or empty, then green is listed as unserved, not an error."""
@@ -128,9 +128,36 @@ class ColourTests(SynchronousTestCase):
     def test_listen_precedence(self) -> None:
         """If --listen is given it wins over SILLYPROXY_LISTEN, which wins over tcp:8080."""
         environ = {"SILLYPROXY_LISTEN": "tcp:9000"}
-        self.assertEqual(parse_config(environ).listen, "tcp:9000")
-        self.assertEqual(parse_config(environ, listen="unix:/tmp/s").listen, "unix:/tmp/s")
-        self.assertEqual(parse_config({}).listen, "tcp:8080")
+        self.assertEqual(parse_config(environ).listen, ("tcp:9000",))
+        self.assertEqual(parse_config(environ, listen=["unix:/tmp/s"]).listen, ("unix:/tmp/s",))
+        self.assertEqual(parse_config({}).listen, ("tcp:8080",))
+
+    def test_several_listeners_from_the_variable(self) -> None:
+        """If SILLYPROXY_LISTEN holds several descriptions separated by spaces, then the proxy listens on each, in order."""
+        config = parse_config(
+            {"SILLYPROXY_LISTEN": " tcp:8080 \tssl:8443:privateKey=key.pem:certKey=cert.pem\n unix:/tmp/s "}
+        )
+        self.assertEqual(
+            config.listen, ("tcp:8080", "ssl:8443:privateKey=key.pem:certKey=cert.pem", "unix:/tmp/s")
+        )
+
+    def test_several_listeners_from_repeated_options(self) -> None:
+        """If --listen is repeated, then every one is used, and SILLYPROXY_LISTEN is ignored."""
+        config = parse_config({"SILLYPROXY_LISTEN": "tcp:9000"}, listen=["tcp:8080", "tcp:8081"])
+        self.assertEqual(config.listen, ("tcp:8080", "tcp:8081"))
+
+    def test_one_option_is_one_description(self) -> None:
+        """If --listen is given as a plain string, then it is one description, not split (a UNIX socket path may hold a space)."""
+        self.assertEqual(parse_config({}, listen="unix:/tmp/a b").listen, ("unix:/tmp/a b",))
+
+    def test_each_listener_is_checked(self) -> None:
+        """If several listeners are given, then each is checked as a server endpoint, and the admin listener too."""
+        checked: list[str] = []
+        parse_config(
+            {"SILLYPROXY_LISTEN": "tcp:1 tcp:2", "SILLYPROXY_ADMIN_LISTEN": "tcp:3"},
+            check_listen=checked.append,
+        )
+        self.assertEqual(checked, ["tcp:1", "tcp:2", "tcp:3"])
 
     def test_problem_without_value(self) -> None:
         """If a problem has no value, then its message names only the variable."""
@@ -214,9 +241,40 @@ class ProblemTests(TableTests):
             "bogus:1",
             ["--listen='bogus:1': not a server endpoint (unknown)"],
         ),
+        (
+            {"SILLYPROXY_LISTEN": "tcp:1 bogus:2 tcp:3 bogus:4"},
+            [],
+            None,
+            [
+                "SILLYPROXY_LISTEN='bogus:2': not a server endpoint (unknown)",
+                "SILLYPROXY_LISTEN='bogus:4': not a server endpoint (unknown)",
+            ],
+        ),
+        (
+            {"SILLYPROXY_LISTEN": "bogus:9"},
+            [],
+            ["tcp:1", "bogus:2"],
+            ["--listen='bogus:2': not a server endpoint (unknown)"],
+        ),
+        (
+            {"SILLYPROXY_LISTEN": "tcp:1 tcp:2 tcp:1"},
+            [],
+            None,
+            ["SILLYPROXY_LISTEN='tcp:1': listed more than once"],
+        ),
+        (
+            {},
+            [],
+            ["tcp:1", "tcp:1"],
+            ["--listen='tcp:1': listed more than once"],
+        ),
     )
     def test_every_problem_is_named(
-        self, environ: dict[str, str], arguments: list[str], listen: str | None, problems: list[str]
+        self,
+        environ: dict[str, str],
+        arguments: list[str],
+        listen: str | list[str] | None,
+        problems: list[str],
     ) -> None:
         """If settings are bad, then one error lists each bad variable with its value and reason."""
         caught = self.assertRaises(ConfigError, parse_config, environ, arguments, listen, _check_listen)
@@ -258,6 +316,10 @@ class ProblemTests(TableTests):
             (ip_network("10.0.0.1/32"), ip_network("2001:db8::/32"), ip_network("::1/128")),
         ),
         ({"SILLYPROXY_TRUSTED_PROXIES": "0.0.0.0/0"}, "trusted_proxies", (ip_network("0.0.0.0/0"),)),
+        ({}, "tunnel_idle_timeout", 3600.0),
+        ({"SILLYPROXY_TUNNEL_IDLE_TIMEOUT": "90"}, "tunnel_idle_timeout", 90.0),
+        ({"SILLYPROXY_TUNNEL_IDLE_TIMEOUT": " 0.5 "}, "tunnel_idle_timeout", 0.5),
+        ({"SILLYPROXY_TUNNEL_IDLE_TIMEOUT": "  "}, "tunnel_idle_timeout", 3600.0),
     )
     def test_tunables(self, environ: dict[str, str], attribute: str, value: object) -> None:
         """If a SILLYPROXY_* setting is given (or not), then the proxy uses it (or the default)."""
@@ -279,6 +341,9 @@ class ProblemTests(TableTests):
         ("SILLYPROXY_BODY_TIMEOUT", "1m", "not a number of seconds"),
         ("SILLYPROXY_SEND_TIMEOUT", "0", "must be more than 0 and at most 86400 seconds"),
         ("SILLYPROXY_SEND_TIMEOUT", "-5", "must be more than 0 and at most 86400 seconds"),
+        ("SILLYPROXY_TUNNEL_IDLE_TIMEOUT", "0", "must be more than 0 and at most 86400 seconds"),
+        ("SILLYPROXY_TUNNEL_IDLE_TIMEOUT", "1h", "not a number of seconds"),
+        ("SILLYPROXY_TUNNEL_IDLE_TIMEOUT", "90000", "must be more than 0 and at most 86400 seconds"),
         (
             "SILLYPROXY_TRUSTED_PROXIES",
             "10.0.0.1/8",
@@ -310,7 +375,12 @@ class ProblemTests(TableTests):
     def test_new_variables_are_known(self) -> None:
         """If a deployment file sets the body, send or trusted-proxy variables, then they count as known."""
         self.assertLessEqual(
-            {"SILLYPROXY_BODY_TIMEOUT", "SILLYPROXY_SEND_TIMEOUT", "SILLYPROXY_TRUSTED_PROXIES"},
+            {
+                "SILLYPROXY_BODY_TIMEOUT",
+                "SILLYPROXY_SEND_TIMEOUT",
+                "SILLYPROXY_TRUSTED_PROXIES",
+                "SILLYPROXY_TUNNEL_IDLE_TIMEOUT",
+            },
             KNOWN_VARIABLES,
         )
 
@@ -325,5 +395,5 @@ class ProblemTests(TableTests):
         config = parse_config(environ)
         self.assertEqual([(b.color, b.weight, b.health_path) for b in config.backends], [("blue", 1, None)])
         self.assertEqual(config.unserved, ("green",))
-        self.assertEqual(config.listen, "tcp:8080")
+        self.assertEqual(config.listen, ("tcp:8080",))
         self.assertEqual(config.tunables.max_body, 1024**3)

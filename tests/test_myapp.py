@@ -1,13 +1,33 @@
-"""In-memory tests of the myapp demo backend and its twistd options."""
+"""Tests of the myapp demo backend, its /ws echo and its twistd options; in memory but one."""
 
 from __future__ import annotations
 
+from typing import Union
+
+import pytest_twisted
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Message,
+    Request,
+    TextMessage,
+)
 
 from myapp import make_app
 from myapp.tap import Options
+
+MiB = 1024 * 1024
 
 
 class MyAppTests(SynchronousTestCase):
@@ -66,3 +86,160 @@ class MyAppOptionsTests(SynchronousTestCase):
         options = Options(environ={})
         error = self.assertRaises(usage.UsageError, options.parseOptions, ["--listen", "nonsense:1"])
         self.assertIn("--listen='nonsense:1'", str(error))
+
+
+class WebSocketClient:
+    """
+    A wsproto client connected in memory to myapp's /ws, with the handshake
+    done.  What it sends reaches the server in reads of C{read_size} bytes, as
+    off a network; what it receives comes whole, messages reassembled.
+    """
+
+    def __init__(self, headers: dict[bytes, bytes], read_size: int = 65536, **app: int) -> None:
+        self.read_size = read_size
+        self.transport = StringTransport()
+        site = Site(make_app("host-1", False, **app).resource(), reactor=Clock())
+        self.server = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+        assert self.server is not None
+        self.server.makeConnection(self.transport)
+        self.client = WSConnection(ConnectionType.CLIENT)
+        self._parts: list[Union[str, bytes, bytearray]] = []
+        self.send(Request(host="myapp", target="/ws", extra_headers=list(headers.items())))
+        events = self.receive()
+        assert [type(e) for e in events] == [AcceptConnection], (events, self.transport.value())
+
+    def send(self, event: Event) -> None:
+        data = self.client.send(event)
+        for start in range(0, len(data), self.read_size):
+            self.server.dataReceived(data[start : start + self.read_size])
+
+    def receive(self) -> list[Event]:
+        """The events the server's writes so far make, messages whole."""
+        written = self.transport.value()
+        self.transport.clear()
+        self.client.receive_data(written)
+        events: list[Event] = []
+        for event in self.client.events():
+            if isinstance(event, Message):
+                self._parts.append(event.data)
+                if not event.message_finished:
+                    continue
+                parts, self._parts = self._parts, []
+                if isinstance(event, TextMessage):
+                    event = TextMessage(data="".join(str(p) for p in parts))
+                else:
+                    event = BytesMessage(data=b"".join(bytes(p) for p in parts))
+            events.append(event)
+        return events
+
+    def echo(self, message: Union[str, bytes]) -> list[Event]:
+        self.send(TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message))
+        return self.receive()
+
+
+class MyAppWebSocketTests(SynchronousTestCase):
+    def test_text_echo(self) -> None:
+        """If a text message comes on a socket that arrived with Color: green, then it is echoed as text prefixed 'green: '."""
+        client = WebSocketClient({b"Color": b"green"})
+        self.assertEqual(client.echo("hello"), [TextMessage(data="green: hello")])
+        self.assertEqual(client.echo("again"), [TextMessage(data="green: again")])
+
+    def test_binary_echo(self) -> None:
+        """If a binary message comes, then it is echoed as binary prefixed with the colour's bytes and b': '."""
+        client = WebSocketClient({b"Color": b"blue"})
+        self.assertEqual(client.echo(b"\x00\xffhi"), [BytesMessage(data=b"blue: \x00\xffhi")])
+
+    def test_unknown_color(self) -> None:
+        """If the socket arrived without a Color header, then the prefix is 'unknown', as the pages say."""
+        client = WebSocketClient({})
+        self.assertEqual(client.echo("hello"), [TextMessage(data="unknown: hello")])
+        self.assertEqual(client.echo(b"hi"), [BytesMessage(data=b"unknown: hi")])
+
+    def test_one_mib_each_way(self) -> None:
+        """If 1 MiB messages come in 64 KiB reads, then each is echoed whole, once (Twisted before 26.10 would pass on each piece)."""
+        client = WebSocketClient({b"Color": b"green"})
+        text = "".join(chr(ord("a") + i % 26) for i in range(MiB))
+        self.assertEqual(client.echo(text), [TextMessage(data="green: " + text)])
+        data = bytes(range(256)) * (MiB // 256)
+        self.assertEqual(client.echo(data), [BytesMessage(data=b"green: " + data)])
+
+    def test_message_in_frames(self) -> None:
+        """If a message comes in several frames, then it is echoed once, whole."""
+        client = WebSocketClient({b"Color": b"green"})
+        client.send(TextMessage(data="hel", message_finished=False))
+        self.assertEqual(client.receive(), [])
+        client.send(TextMessage(data="lo"))
+        self.assertEqual(client.receive(), [TextMessage(data="green: hello")])
+
+    def test_message_too_big(self) -> None:
+        """If a message is over the limit, then it is not echoed and the socket is closed with 1009."""
+        client = WebSocketClient({b"Color": b"green"}, read_size=4, max_message=10)
+        self.assertEqual(client.echo(b"0123456789"), [BytesMessage(data=b"green: 0123456789")])
+        events = client.echo(b"0123456789A")
+        self.assertEqual([(type(e), getattr(e, "code", None)) for e in events], [(CloseConnection, 1009)])
+        self.assertTrue(client.transport.disconnecting)
+
+    def test_backpressure(self) -> None:
+        """If the connection's send buffer fills, then reading from the client pauses until it drains."""
+        client = WebSocketClient({})
+        channel = client.transport.producer
+        channel.pauseProducing()
+        self.assertEqual(client.transport.producerState, "paused")
+        channel.resumeProducing()
+        self.assertEqual(client.transport.producerState, "producing")
+
+    def test_plain_get(self) -> None:
+        """If /ws is fetched without Upgrade, then the answer is 426 with Upgrade: websocket, naming the colour, host and what /ws is."""
+        transport = StringTransport()
+        site = Site(make_app("host-1", False).resource(), reactor=Clock())
+        server = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+        assert server is not None
+        server.makeConnection(transport)
+        server.dataReceived(b"GET /ws HTTP/1.1\r\nHost: myapp\r\nColor: green\r\n\r\n")
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        self.assertEqual(lines[0], b"HTTP/1.1 426 Upgrade Required")
+        self.assertIn(b"Upgrade: websocket", lines[1:])
+        self.assertIn(b"green host-1: /ws is a WebSocket echo", body)
+
+    def test_bad_handshake(self) -> None:
+        """If /ws is fetched with Upgrade: websocket but no key, then the answer is Twisted's 400."""
+        client = StubTreq(make_app("host-1", False).resource())
+        response = self.successResultOf(
+            client.get("http://myapp/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+        )
+        self.successResultOf(client.content(response))
+        self.assertEqual(response.code, 400)
+
+
+def _websockets_exchange(port: int) -> list[Union[str, bytes]]:
+    from websockets.sync.client import connect
+
+    # max_size: the websockets default (1 MiB) refuses the echo of a 1 MiB message.
+    with connect(
+        f"ws://127.0.0.1:{port}/ws",
+        additional_headers={"Color": "green"},
+        proxy=None,
+        max_size=4 * MiB,
+        open_timeout=10,
+        close_timeout=5,
+    ) as socket:
+        answers = []
+        for message in ["hello", b"\x00hi", b"x" * MiB]:
+            socket.send(message)
+            answers.append(socket.recv(timeout=10))
+    return answers
+
+
+@pytest_twisted.inlineCallbacks
+def test_websocket_over_tcp():  # type: ignore[no-untyped-def]
+    """If the websockets client talks to /ws over TCP, then text, binary and 1 MiB messages come back prefixed."""
+    from twisted.internet import reactor
+
+    port = reactor.listenTCP(0, Site(make_app("host-1", False).resource()), interface="127.0.0.1")
+    try:
+        answers = yield deferToThread(_websockets_exchange, port.getHost().port)
+    finally:
+        yield port.stopListening()
+    assert answers[:2] == ["green: hello", b"green: \x00hi"]
+    assert answers[2] == b"green: " + b"x" * MiB

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import gc
 import io
+import json
+import os
+import signal
+from collections.abc import Callable
 from unittest import SkipTest
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import getChildForRequest
+from twisted.web.test.requesthelper import DummyRequest
 
 from sillyproxy import __version__
 from sillyproxy._admin import AdminSite
 from sillyproxy._config import parse_config
 from sillyproxy._lifecycle import tune_garbage_collector
 from sillyproxy._site import ProxySite
+from sillyproxy._tls import SwappableServerTLS
 from sillyproxy.tap import Options, makeService, routing_table
+
+from .test_tls import install, make_credentials, served_common_name, ssl_description, temporary_directory
 
 
 class OptionsTests(SynchronousTestCase):
@@ -23,8 +32,42 @@ class OptionsTests(SynchronousTestCase):
         options = Options(environ={"BLUE": "http://b:1", "RED": "http://r:2"})
         options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "red"])
         config = options["config"]
-        self.assertEqual(config.listen, "tcp:0:interface=127.0.0.1")
+        self.assertEqual(config.listen, ("tcp:0:interface=127.0.0.1",))
         self.assertEqual([b.color for b in config.backends], ["blue", "red"])
+
+    def test_listen_may_be_repeated(self) -> None:
+        """If --listen (or -l) is given several times, then every endpoint is used, in order, and SILLYPROXY_LISTEN is not."""
+        options = Options(environ={"BLUE": "http://b:1", "SILLYPROXY_LISTEN": "tcp:9"})
+        options.parseOptions(["--listen", "tcp:1", "-l", "tcp:2", "--listen=unix:/tmp/p.sock"])
+        self.assertEqual(options["config"].listen, ("tcp:1", "tcp:2", "unix:/tmp/p.sock"))
+
+    def test_listen_from_the_variable(self) -> None:
+        """If there is no --listen, then SILLYPROXY_LISTEN's space-separated endpoints are used."""
+        options = Options(environ={"BLUE": "http://b:1", "SILLYPROXY_LISTEN": "tcp:1  tcp:2"})
+        options.parseOptions([])
+        self.assertEqual(options["config"].listen, ("tcp:1", "tcp:2"))
+
+    def test_one_bad_listener_of_several(self) -> None:
+        """If one of several listen endpoints is bad, then exit status 2 and the message names the variable and that endpoint."""
+        stderr = io.StringIO()
+        options = Options(environ={"BLUE": "http://b", "SILLYPROXY_LISTEN": "tcp:8080 tcp:x"}, stderr=stderr)
+        exit = self.assertRaises(SystemExit, options.parseOptions, [])
+        self.assertEqual(exit.code, 2)
+        lines = stderr.getvalue().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(lines[1].startswith("  SILLYPROXY_LISTEN='tcp:x': not a server endpoint ("), lines)
+
+    def test_tls_files_are_checked(self) -> None:
+        """If an ssl: listener names a key file that is missing, then the configuration is refused."""
+        directory = temporary_directory(self)
+        a = make_credentials(directory, "a.example")
+        description = ssl_description(8443, directory / "missing.key", a.cert_path)
+        stderr = io.StringIO()
+        options = Options(environ={"BLUE": "http://b"}, stderr=stderr)
+        exit = self.assertRaises(SystemExit, options.parseOptions, ["--listen", "tcp:8080", "--listen", description])
+        self.assertEqual(exit.code, 2)
+        self.assertIn(f"  --listen={description!r}: not a server endpoint (", stderr.getvalue())
+        self.assertIn("No such file or directory", stderr.getvalue())
 
     def test_bad_configuration_exits_with_every_problem(self) -> None:
         """If settings are bad, then exit status 2 and stderr lists every problem, with no traceback."""
@@ -74,18 +117,70 @@ class RoutingTableTests(SynchronousTestCase):
         )
 
 
+class ThreadedMemoryReactor(MemoryReactorClock):
+    """A memory reactor whose callFromThread runs the call at once."""
+
+    def callFromThread(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        f(*args, **kwargs)
+
+
 class MakeServiceTests(SynchronousTestCase):
-    def start(self, environ: dict[str, str]) -> MemoryReactorClock:
+    def start(self, environ: dict[str, str], listen: tuple[str, ...] = ("tcp:8080",)) -> MemoryReactorClock:
         options = Options(environ=environ)
-        options.parseOptions(["--listen", "tcp:8080"])
-        reactor = MemoryReactorClock()
+        options.parseOptions([argument for description in listen for argument in ("--listen", description)])
+        reactor = ThreadedMemoryReactor()
         service = makeService(options, reactor)
+        if hasattr(signal, "SIGHUP"):
+            self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
         if hasattr(gc, "unfreeze"):
             self.addCleanup(gc.unfreeze)
         return reactor
+
+    def status(self, reactor: MemoryReactorClock) -> dict[str, object]:
+        [admin] = [factory for _, factory, _, _ in reactor.tcpServers if isinstance(factory, AdminSite)]
+        request = DummyRequest([b"status"])
+        body = getChildForRequest(admin.resource, request).render(request)
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def test_service_listens_on_every_endpoint(self) -> None:
+        """If several listen endpoints are given, plain and TLS, then the one proxy site listens on each, TLS through a swappable certificate."""
+        directory = temporary_directory(self)
+        a = make_credentials(directory, "a.example")
+        tls = ssl_description(8443, a.key_path, a.cert_path)
+        reactor = self.start(
+            {"BLUE": "http://10.0.0.1:1", "SILLYPROXY_ADMIN_LISTEN": "tcp:9000", "SILLYPROXY_FAST_TRANSPORT": "0"},
+            listen=("tcp:8080", "tcp:8081", tls),
+        )
+        listening = {port: factory for port, factory, _, _ in reactor.tcpServers}
+        self.assertEqual(set(listening), {8080, 8081, 9000})
+        [(port, factory, creator, _, interface)] = reactor.sslServers
+        self.assertEqual((port, interface), (8443, "127.0.0.1"))
+        self.assertIsInstance(listening[8080], ProxySite)
+        self.assertIs(listening[8081], listening[8080])
+        self.assertIs(factory, listening[8080])
+        self.assertIsInstance(creator, SwappableServerTLS)
+        self.assertEqual(self.status(reactor)["listen"], f"tcp:8080 tcp:8081 {tls}")
+
+    def test_sighup_reloads_the_certificates(self) -> None:
+        """If the certificate files change and SIGHUP arrives, then the TLS listener serves the new certificate."""
+        if not hasattr(signal, "SIGHUP"):
+            raise SkipTest("no SIGHUP on this platform")
+        directory = temporary_directory(self)
+        a, b = make_credentials(directory, "a.example"), make_credentials(directory, "b.example")
+        key, cert = directory / "live.key", directory / "live.pem"
+        install(a, key, cert)
+        reactor = self.start(
+            {"BLUE": "http://10.0.0.1:1", "SILLYPROXY_ADMIN_LISTEN": "none"},
+            listen=(ssl_description(8443, key, cert),),
+        )
+        [(_, _, creator, _, _)] = reactor.sslServers
+        self.assertEqual(served_common_name(creator), "a.example")
+        install(b, key, cert)
+        os.kill(os.getpid(), signal.SIGHUP)
+        self.assertEqual(served_common_name(creator), "b.example")
 
     def test_service_listens_as_configured(self) -> None:
         """If the options are good, then the service listens with the proxy on --listen and the admin listener on its own port."""
@@ -138,6 +233,15 @@ class VersionAndCheckTests(SynchronousTestCase):
                 "  blue     http://b  weight 3  share 100.0%",
                 "  green    not served: GREEN is not set",
             ],
+        )
+
+    def test_check_names_every_listener(self) -> None:
+        """If --check is given with several listen endpoints, then the first line names them all."""
+        stdout = io.StringIO()
+        options = Options(environ={"BLUE": "http://b", "SILLYPROXY_LISTEN": "tcp:8080 unix:/tmp/p.sock"}, stdout=stdout)
+        self.assertRaises(SystemExit, options.parseOptions, ["--check"])
+        self.assertEqual(
+            stdout.getvalue().splitlines()[0], "sillyproxy: configuration OK; listening on tcp:8080 unix:/tmp/p.sock"
         )
 
     def test_check_bad(self) -> None:

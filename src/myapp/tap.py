@@ -21,7 +21,8 @@ class Options(usage.Options):
     synopsis = "[--listen ENDPOINT]"
     longdesc = (
         "Serve the demo backend: plain text '<color> <hostname>', or HTML when "
-        "env V2 is set to a non-empty value."
+        "env V2 is set to a non-empty value; /ws is a WebSocket that echoes each "
+        "message prefixed '<color>: '."
     )
     optParameters = [
         ["listen", "l", "tcp:8080", "Server endpoint to listen on."],

@@ -53,7 +53,7 @@ def admin_resource(
         draining, else 503; it turns 503 the moment a drain starts
         (readiness);
       - C{/metrics}: Prometheus text;
-      - C{/status}: JSON with the version, uptime, listen address, and each
+      - C{/status}: JSON with the version, uptime, listen endpoints (separated by spaces), and each
         colour's URL, weights, addresses and counts.
     """
     started = clock()
@@ -87,6 +87,7 @@ def admin_resource(
                 "addresses": addresses,
                 "requests": metrics.requests_by_color.get(backend.color, 0),
                 "upstream_errors": metrics.errors_by_color.get(backend.color, 0),
+                "open_tunnels": metrics.open_tunnels.get(backend.color, 0),
             }
         return {
             "version": version,

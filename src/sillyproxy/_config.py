@@ -133,13 +133,16 @@ class Tunables:
     access_log: str = "text"
     # False: Twisted's own TCP transports, not sillyproxy's batched sends.
     fast_transport: bool = True
+    # How long a tunnel (an upgraded connection) may carry no byte either way.
+    tunnel_idle_timeout: float = 3600.0
 
 
 @frozen
 class ProxyConfig:
     """Everything the proxy needs to start, already validated."""
 
-    listen: str
+    # The server endpoint descriptions to listen on, at least one, in order.
+    listen: tuple[str, ...]
     backends: tuple[Backend, ...]
     # Colours that were declared but have no URL, so are not served.
     unserved: tuple[str, ...]
@@ -369,6 +372,7 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("admin_listen", "SILLYPROXY_ADMIN_LISTEN", _parse_admin_listen),
     ("access_log", "SILLYPROXY_ACCESS_LOG", _parse_access_log),
     ("fast_transport", "SILLYPROXY_FAST_TRANSPORT", parse_switch),
+    ("tunnel_idle_timeout", "SILLYPROXY_TUNNEL_IDLE_TIMEOUT", parse_seconds),
 )
 
 KNOWN_VARIABLES: frozenset[str] = frozenset(
@@ -400,15 +404,16 @@ def _parse_tunables(
 def parse_config(
     environ: Mapping[str, str],
     arguments: Sequence[str] = (),
-    listen: str | None = None,
+    listen: str | Sequence[str] | None = None,
     check_listen: Callable[[str], object] | None = None,
 ) -> ProxyConfig:
     """
     Build a L{ProxyConfig} from C{environ} and the command line.
 
     @param arguments: extra colour names given as positional arguments.
-    @param listen: the C{--listen} option; if None, C{SILLYPROXY_LISTEN} or
-        L{DEFAULT_LISTEN}.
+    @param listen: the C{--listen} options, one description each (a string
+        is one description); if None or empty, the descriptions in
+        C{SILLYPROXY_LISTEN}, separated by whitespace, or L{DEFAULT_LISTEN}.
     @param check_listen: called with each server endpoint description (the
         proxy's and the admin listener's); raises C{ValueError} (or any
         exception) if it is not usable.  If None, nothing is checked.
@@ -417,14 +422,22 @@ def parse_config(
     """
     problems: list[ConfigProblem] = []
 
-    if listen is None:
-        listen_variable = LISTEN_VARIABLE
-        listen = _setting(environ, LISTEN_VARIABLE).strip() or DEFAULT_LISTEN
-    else:
+    if isinstance(listen, str):
+        listen = (listen,)
+    if listen:
         listen_variable = "--listen"
+        descriptions = tuple(listen)
+    else:
+        listen_variable = LISTEN_VARIABLE
+        descriptions = tuple(_setting(environ, LISTEN_VARIABLE).split()) or (DEFAULT_LISTEN,)
     tunables = _parse_tunables(environ, problems)
+    for index, description in enumerate(descriptions):
+        if description in descriptions[:index] and description not in descriptions[index + 1 :]:
+            # Once per repeated description: the second listen would fail
+            # with "address in use", or worse, succeed (reuseport:).
+            problems.append(ConfigProblem(listen_variable, description, "listed more than once"))
     if check_listen is not None:
-        endpoints = [(listen_variable, listen)]
+        endpoints = [(listen_variable, description) for description in dict.fromkeys(descriptions)]
         if tunables.admin_listen is not None:
             endpoints.append(("SILLYPROXY_ADMIN_LISTEN", tunables.admin_listen))
         for variable, description in endpoints:
@@ -482,4 +495,4 @@ def parse_config(
 
     if problems:
         raise ConfigError(problems)
-    return ProxyConfig(listen, tuple(backends), tuple(unserved), tunables)
+    return ProxyConfig(descriptions, tuple(backends), tuple(unserved), tunables)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from attrs import frozen
@@ -23,6 +23,7 @@ from ._config import Backend
 from ._failures import UpstreamFailure, classify
 from ._headers import (
     Networks,
+    connection_tokens,
     for_backend,
     for_client,
     is_trusted,
@@ -31,17 +32,25 @@ from ._headers import (
     request_id,
 )
 from ._outcome import Outcome
+from ._pool import UpgradeClientProtocol
 from ._relay import BodyRelay
 from ._routing import Router
 from ._site import ProxyRequest
 from ._sweep import Sweep
 from ._target import has_dot_segment, join_target, origin_form
 from ._timestamps import http_date
+from ._tunnel import Switched, Tunnel, wants_upgrade
 from ._upload import ReceivedBodyProducer
 
 __all__ = ["ForwardingResource", "RequestCounter", "write_plain_error"]
 
 _log = Logger(namespace="sillyproxy.forward")
+
+# Framing and connection headers of a 101 that describe the HTTP/1.1
+# exchange, not the tunnel; Upgrade and Connection pass.
+_NOT_RELAYED_ON_SWITCH = frozenset(
+    {b"content-length", b"transfer-encoding", b"keep-alive", b"proxy-connection", b"te", b"trailer"}
+)
 
 # A backend URL's path that joins nothing onto a target.
 _NO_BASE_PATH = (b"", b"/")
@@ -110,6 +119,10 @@ class RequestCounter(Protocol):
 
     def retried(self, from_color: str, to_color: str) -> None: ...
 
+    def tunnel_opened(self, color: str) -> None: ...
+
+    def tunnel_closed(self, color: str) -> None: ...
+
 
 class _NoMetrics:
     """Stands in when nothing is counted."""
@@ -126,6 +139,12 @@ class _NoMetrics:
     def retried(self, from_color: str, to_color: str) -> None:
         pass
 
+    def tunnel_opened(self, color: str) -> None:
+        pass
+
+    def tunnel_closed(self, color: str) -> None:
+        pass
+
 
 class _SlowResponseWatch:
     """
@@ -134,16 +153,25 @@ class _SlowResponseWatch:
     """
 
     def __init__(
-        self, clock: IReactorTime, response_timeout: float, idle_timeout: float, send_timeout: float
+        self,
+        clock: IReactorTime,
+        response_timeout: float,
+        idle_timeout: float,
+        send_timeout: float,
+        tunnel_idle_timeout: float,
     ) -> None:
         self.waiting: set[_Exchange] = set()
         self.streaming: set[BodyRelay] = set()
+        self.tunnels: set[Tunnel] = set()
+        self._tunnel_idle_timeout = tunnel_idle_timeout
         # Enforced to within a quarter of the timeout, or a second.
-        interval = min(1.0, response_timeout / 4, idle_timeout / 4, send_timeout / 4)
+        interval = min(
+            1.0, response_timeout / 4, idle_timeout / 4, send_timeout / 4, tunnel_idle_timeout / 4
+        )
         self._sweep = Sweep(clock, interval, self._check)
 
     def wake(self) -> None:
-        if self.waiting or self.streaming:
+        if self.waiting or self.streaming or self.tunnels:
             self._sweep.wake()
 
     def _check(self, now: float) -> bool:
@@ -151,7 +179,9 @@ class _SlowResponseWatch:
             exchange.response_too_slow()
         for relay in list(self.streaming):
             relay.check_stalled(now)
-        return bool(self.waiting or self.streaming)
+        for tunnel in list(self.tunnels):
+            tunnel.check_idle(now, self._tunnel_idle_timeout)
+        return bool(self.waiting or self.streaming or self.tunnels)
 
 
 @frozen
@@ -190,6 +220,8 @@ class ForwardingResource(Resource):
         aborted.
     @param send_timeout: seconds a response may go with the client taking
         none of it before both connections are closed.
+    @param tunnel_idle_timeout: seconds an upgrade tunnel may carry no byte
+        either way before it is closed.
     @param metrics: told when requests start and end, backends fail and
         requests are retried (a L{ProxyMetrics}); if None, nothing is counted.
     @param generate_request_id: makes the id of a request that came without
@@ -209,6 +241,7 @@ class ForwardingResource(Resource):
         response_timeout: float = 60.0,
         idle_timeout: float = 60.0,
         send_timeout: float = 60.0,
+        tunnel_idle_timeout: float = 3600.0,
         metrics: RequestCounter | None = None,
         generate_request_id: Callable[[], bytes] = new_request_id,
         trusted_proxies: Networks = (),
@@ -223,7 +256,9 @@ class ForwardingResource(Resource):
             response_timeout=response_timeout,
             idle_timeout=idle_timeout,
             send_timeout=send_timeout,
-            watch=_SlowResponseWatch(clock, response_timeout, idle_timeout, send_timeout),
+            watch=_SlowResponseWatch(
+                clock, response_timeout, idle_timeout, send_timeout, tunnel_idle_timeout
+            ),
             generate_request_id=generate_request_id,
             trusted_proxies=trusted_proxies,
         )
@@ -258,13 +293,16 @@ class _Exchange:
         self._target = b""
         self._outcome = Outcome.FORWARDED
         self._failure: UpstreamFailure | None = None
-        self._pending: Deferred[IResponse] | None = None
+        self._pending: Deferred[IResponse] | Deferred[IResponse | tuple[Switched, UpgradeClientProtocol]] | None = None
         self._relay: BodyRelay | None = None
         # When the backend must have sent its response headers by (clock
         # seconds), while waiting for them; the watch's sweep enforces it.
         self.response_deadline: float | None = None
         self._timed_out = False
         self._tried: list[str] = []
+        # The protocols asked for (Upgrade), when the request may become a tunnel.
+        self._upgrade: Sequence[bytes] | None = None
+        self._tunnel: Tunnel | None = None
 
     def start(self) -> None:
         request = self._request
@@ -281,6 +319,16 @@ class _Exchange:
             self._answer_error(400, "request target must be a path or an http(s) URL")
             return
         self._target = target
+        upgrade = request.requestHeaders.getRawHeaders(b"upgrade")
+        if (
+            upgrade is not None
+            and request.clientproto == b"HTTP/1.1"
+            and not _has_body(request)
+            and wants_upgrade(
+                connection_tokens(request.requestHeaders.getRawHeaders(b"connection", [])), upgrade
+            )
+        ):
+            self._upgrade = upgrade
         router = self._settings.router
         backend = router.choose()
         if backend is None:
@@ -338,6 +386,16 @@ class _Exchange:
             body = ReceivedBodyProducer(request.content, settings.cooperator)
         url = backend.origin + join_target(backend.base_path, self._target)
         upstream = settings.router.upstreams[backend.color]
+        if self._upgrade is not None:
+            headers.setRawHeaders(b"connection", [b"Upgrade"])
+            headers.setRawHeaders(b"upgrade", self._upgrade)
+            switching = upstream.upgrade(request.method, url, headers, self._sent_to)
+            self._pending = switching
+            self.response_deadline = settings.clock.seconds() + settings.response_timeout
+            settings.watch.waiting.add(self)
+            settings.watch.wake()
+            switching.addCallbacks(self._respond_or_switch, self._fail)
+            return
         self._pending = upstream.request(request.method, url, headers, body, self._sent_to)
         self.response_deadline = settings.clock.seconds() + settings.response_timeout
         settings.watch.waiting.add(self)
@@ -396,6 +454,44 @@ class _Exchange:
         response.deliverBody(self._relay)
         # A body that arrived with the headers has already been relayed.
         self._relay.watch_for_stalls(now)
+        settings.watch.wake()
+
+    def _respond_or_switch(self, answer: IResponse | tuple[Switched, UpgradeClientProtocol]) -> None:
+        if isinstance(answer, tuple):
+            self._switch(*answer)
+        else:
+            self._respond(answer)
+
+    def _switch(self, switched: Switched, backend: UpgradeClientProtocol) -> None:
+        """The backend answered 101: relay it, then splice the two connections."""
+        self._pending = None
+        self._stop_timer()
+        request = self._request
+        channel = request.channel
+        if channel is None:
+            backend.transport.abortConnection()
+            return
+        assert self._backend is not None
+        phrase = switched.phrase
+        if not phrase or phrase.translate(None, _PHRASE_BYTES):
+            phrase = b"Switching Protocols"
+        lines = [b"HTTP/1.1 101 " + phrase]
+        for name, value in switched.headers:
+            if name.lower() not in _NOT_RELAYED_ON_SWITCH:
+                lines.append(name + b": " + value)
+        lines.append(b"X-Request-Id: " + self._request_id)
+        request.setResponseCode(101)
+        channel.transport.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        tunnel = self._tunnel = Tunnel(channel.transport, backend.transport)
+        backend.tunnel = channel.tunnel = tunnel
+        # The client's slow reads pause the backend, through the channel.
+        request.registerProducer(backend.transport, True)
+        tunnel.start()
+        if switched.rest:
+            tunnel.from_backend(switched.rest)
+        settings = self._settings
+        settings.metrics.tunnel_opened(self._backend.color)
+        settings.watch.tunnels.add(tunnel)
         settings.watch.wake()
 
     def _fail(self, failure: Failure) -> None:
@@ -485,7 +581,12 @@ class _Exchange:
         self._stop_timer()
         if self._backend is not None:
             settings.metrics.request_ended(self._backend.color)
-        if isinstance(result, Failure):
+        tunnel = self._tunnel
+        if tunnel is not None:
+            settings.watch.tunnels.discard(tunnel)
+            assert self._backend is not None
+            settings.metrics.tunnel_closed(self._backend.color)
+        elif isinstance(result, Failure):
             if self._pending is not None:
                 # The client is gone: abandon the backend request, which
                 # closes its connection rather than pooling a half-read one.
@@ -500,7 +601,13 @@ class _Exchange:
             # Nothing was answered: the backend's status (or the default
             # 200) would count a hung backend as a success.
             status = CLIENT_CLOSED_REQUEST
-        if self._outcome is Outcome.UPSTREAM_FAILED and self._failure is not None:
+        if tunnel is not None:
+            status = 101
+            reason = (
+                f"tunnel closed by {tunnel.ended_by or 'client'}, "
+                f"{tunnel.bytes_from_client} bytes from the client"
+            )
+        elif self._outcome is Outcome.UPSTREAM_FAILED and self._failure is not None:
             reason = self._failure.message
         else:
             reason = self._outcome.value
@@ -512,7 +619,7 @@ class _Exchange:
                 target=request.uri,
                 color=self._backend.color if self._backend else "-",
                 status=status,
-                body_bytes=request.sentLength,
+                body_bytes=tunnel.bytes_from_backend if tunnel is not None else request.sentLength,
                 duration=settings.clock.seconds() - self._started,
                 outcome=reason,
                 upstream=self._upstream_address,

@@ -122,6 +122,7 @@ class ProxyMetrics(Collector):
         self._errors: dict[tuple[str, str], int] = {}
         self._retries: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, int] = {b.color: 0 for b in router.backends}
+        self.open_tunnels: dict[str, int] = {b.color: 0 for b in router.backends}
         # Per colour: a count per bucket (the last for +Inf) and the sum.
         self._durations: dict[str, tuple[list[int], list[float]]] = {
             b.color: ([0] * (len(_BUCKETS) + 1), [0.0]) for b in router.backends
@@ -136,6 +137,12 @@ class ProxyMetrics(Collector):
 
     def request_ended(self, color: str) -> None:
         self._inflight[color] -= 1
+
+    def tunnel_opened(self, color: str) -> None:
+        self.open_tunnels[color] = self.open_tunnels.get(color, 0) + 1
+
+    def tunnel_closed(self, color: str) -> None:
+        self.open_tunnels[color] -= 1
 
     def upstream_failed(self, color: str, reason: str) -> None:
         key = (color, reason)
@@ -188,6 +195,13 @@ class ProxyMetrics(Collector):
         )
         for color, count in self._inflight.items():
             inflight.add_metric([color], count)
+        tunnels = GaugeMetricFamily(
+            "sillyproxy_open_tunnels",
+            "Upgrade tunnels (WebSocket and the like) open now, by colour.",
+            labels=["color"],
+        )
+        for color, count in self.open_tunnels.items():
+            tunnels.add_metric([color], count)
         durations = HistogramMetricFamily(
             "sillyproxy_request_duration_seconds",
             "Time from request to the end of the response, by colour.",
@@ -200,4 +214,4 @@ class ProxyMetrics(Collector):
             durations.add_metric([color], buckets, sum_value=total[0])
         build = GaugeMetricFamily("sillyproxy_build_info", "The running version.", labels=["version"])
         build.add_metric([self._version], 1)
-        yield from (requests, errors, retries, inflight, durations, build)
+        yield from (requests, errors, retries, inflight, tunnels, durations, build)

@@ -31,14 +31,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IReactorTime,
+    ITCPTransport,
+    IStreamClientEndpoint,
+)
+from twisted.python.failure import Failure
 from twisted.internet.abstract import isIPv6Address
 from twisted.web import client
 from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
@@ -46,6 +58,7 @@ from ._address import BackendAddress
 from ._config import BackendURL
 from ._headers import connection_tokens
 from ._sweep import Sweep
+from ._tunnel import Switched, Tunnel
 
 __all__ = ["AddressAgent", "RetirablePool", "backend_address_factory"]
 
@@ -254,6 +267,142 @@ class AddressAgent:
             return connection.request(request)
 
         return self._pool.getConnection(self._key, self._endpoint).addCallback(send)
+
+    def upgrade(
+        self, method: bytes, uri: bytes, headers: Headers
+    ) -> Deferred[IResponse | tuple[Switched, UpgradeClientProtocol]]:
+        """
+        Send a request that asks to switch protocols, on a new connection:
+        the response if the backend answers anything but C{101}, else its
+        C{101} and the protocol, ready to be handed a L{Tunnel}.
+        """
+        if not uri.startswith(self._origin):
+            raise ValueError(f"{uri!r} is not a URL of {self._origin!r}")
+        target = uri[len(self._origin) :] or b"/"
+        if not headers.hasHeader(b"host"):
+            headers.addRawHeader(b"host", self._host)
+        try:
+            # Persistent, so that Twisted adds no Connection: close.
+            request = ClientRequest._construct(method, target, headers, None, True)
+        except Exception:
+            return fail()
+        protocol = UpgradeClientProtocol()
+        connecting = self._endpoint.connect(_JustThisProtocol(protocol))
+        def cancel(_: object) -> None:
+            if connecting.called:
+                protocol.transport.abortConnection()
+            else:
+                connecting.cancel()
+
+        answer: Deferred[IResponse | tuple[Switched, UpgradeClientProtocol]] = Deferred(cancel)
+
+        def connected(_: object) -> None:
+            responding = protocol.request(request)
+
+            def switched(switch: Switched) -> None:
+                # The request's own Deferred fails once the tunnel ends.
+                responding.addErrback(lambda _: None)
+                if answer.called:
+                    protocol.transport.abortConnection()
+                else:
+                    answer.callback((switch, protocol))
+
+            protocol.switched.addCallback(switched)
+            responding.addCallbacks(
+                lambda response: None if answer.called else answer.callback(response),
+                lambda failure: None if answer.called else answer.errback(failure),
+            )
+
+        connecting.addCallbacks(connected, lambda failure: None if answer.called else answer.errback(failure))
+        return answer
+
+
+class _JustThisProtocol(Factory):
+    """Connects one given protocol, without a log line each time (as connectProtocol's factory writes)."""
+
+    noisy = False
+
+    def __init__(self, protocol: Protocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        return self._protocol
+
+
+# A backend's response head larger than this is left to Twisted's parser,
+# which refuses it.
+_MOST_HEAD = 64 * 1024
+
+
+@implementer(IHalfCloseableProtocol)
+class UpgradeClientProtocol(HTTP11ClientProtocol):
+    """
+    Twisted's HTTP/1.1 client for one request that asks to switch
+    protocols, on a connection of its own.
+
+    Twisted's client ignores a C{101} and waits for another answer, so the
+    response head is read here first: a C{101} hands the connection over to
+    a L{Tunnel} (C{switched} fires); anything else goes to Twisted's parser
+    as usual, and the request's Deferred fires with the response.  Relies on
+    C{HTTP11ClientProtocol.dataReceived} feeding its parser and on
+    C{connectionLost} failing a request still waiting for its response.
+    """
+
+    # TCP, or TLS over TCP; set by makeConnection before any data.
+    transport: ITCPTransport
+
+    def __init__(self) -> None:
+        # Not pooled: the connection closes once a plain response is read.
+        super().__init__(lambda protocol: protocol.transport.loseConnection())
+        self.switched: Deferred[Switched] = Deferred()
+        self.tunnel: Tunnel | None = None
+        self._head = b""
+        self._deciding = True
+
+    def dataReceived(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.from_backend(data)
+            return
+        if not self._deciding:
+            super().dataReceived(data)
+            return
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0 and len(self._head) <= _MOST_HEAD:
+            return
+        status = self._head.split(b"\r\n", 1)[0].split(b" ", 2)
+        if end >= 0 and len(status) >= 2 and status[1] == b"101":
+            self._switch(status[2] if len(status) > 2 else b"", self._head[:end], self._head[end + 4 :])
+            return
+        self._deciding = False
+        head, self._head = self._head, b""
+        super().dataReceived(head)
+
+    def _switch(self, phrase: bytes, head: bytes, rest: bytes) -> None:
+        self._deciding = False
+        self._head = b""
+        headers = []
+        for line in head.split(b"\r\n")[1:]:
+            name, colon, value = line.partition(b":")
+            if colon and name and name == name.strip():
+                headers.append((name, value.strip(b" \t")))
+        self.switched.callback(Switched(phrase, headers, rest))
+
+    def readConnectionLost(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.backend_half_closed()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.backend_closed()
+        super().connectionLost(reason)
 
 
 def backend_address_factory(

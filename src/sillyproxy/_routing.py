@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.web.http_headers import Headers
@@ -12,6 +12,10 @@ from twisted.web.iweb import IBodyProducer, IResponse
 from ._address import BackendAddress
 from ._config import Backend
 from ._selection import WeightedChooser
+from ._tunnel import Switched
+
+if TYPE_CHECKING:
+    from ._pool import UpgradeClientProtocol
 
 __all__ = ["Router", "Upstream"]
 
@@ -39,6 +43,15 @@ class Upstream(Protocol):
         sent_to: Callable[[str], None] | None = None,
     ) -> Deferred[IResponse]:
         """Send a request, as L{IAgent.request} does; C{sent_to} is told the C{address:port} chosen."""
+
+    def upgrade(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers,
+        sent_to: Callable[[str], None] | None = None,
+    ) -> Deferred[IResponse | tuple[Switched, UpgradeClientProtocol]]:
+        """Send a request that asks to switch protocols: its response, or the backend's 101 and connection."""
 
     def start(self) -> None:
         """Begin resolving and health checking."""

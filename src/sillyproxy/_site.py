@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import BinaryIO
 
-from twisted.internet.interfaces import IAddress, ITCPTransport
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
 from ._accesslog import AccessRecord
 from ._compat import HTTPChannelWithHooks
 from ._headers import connection_tokens
 from ._sweep import Sweep
 from ._target import valid_host
+from ._tunnel import Tunnel
 
 __all__ = ["ProxyChannel", "ProxyRequest", "ProxySite"]
 
@@ -118,6 +120,7 @@ def _loggable(raw: bytes) -> bytes:
 _UNSAFE_IN_LOG = bytes(range(0x21)) + b"\x7f"
 
 
+@implementer(IHalfCloseableProtocol)
 class ProxyChannel(HTTPChannelWithHooks):
     """
     An HTTP/1.1 channel that refuses what a proxy must not pass on, times
@@ -141,6 +144,8 @@ class ProxyChannel(HTTPChannelWithHooks):
     # provide only ITransport, which reject() allows for.
     transport: ITCPTransport
     rejected = False
+    # Set once the backend switched protocols: the connection is a tunnel.
+    tunnel: Tunnel | None = None
     _host: IAddress | None = None
     # When the current request's headers began to arrive (clock seconds),
     # while they are still arriving; the site's sweep enforces the limit.
@@ -176,8 +181,21 @@ class ProxyChannel(HTTPChannelWithHooks):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.header_started = None
+        if self.tunnel is not None:
+            self.tunnel.client_closed()
         super().connectionLost(reason)
         self.site.channel_closed(self)
+
+    def readConnectionLost(self) -> None:
+        # The client will send no more.  A tunnel passes that on; otherwise
+        # close, as the channel did before it took half-closes.
+        if self.tunnel is not None:
+            self.tunnel.client_half_closed()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
 
     _secure: bool | None = None
 
@@ -207,6 +225,10 @@ class ProxyChannel(HTTPChannelWithHooks):
         return bool(self.requests) or self._request_started
 
     def dataReceived(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.from_client(data)
+            return
         if self.rejected:
             return
         if self._reading_headers:

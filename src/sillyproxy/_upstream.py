@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, fail, gatherResults
@@ -15,13 +15,19 @@ from twisted.internet.interfaces import (
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IBodyProducer, IResponse
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from ._address import EJECT_AFTER_FAILURES, BackendAddress
 from ._config import Backend
 from ._failures import NoHealthyAddress, is_connect_failure
+from ._tunnel import Switched
+
+if TYPE_CHECKING:
+    from ._pool import AddressAgent, UpgradeClientProtocol
+
+_T = TypeVar("_T")
 
 __all__ = ["HealthCheck", "ResolvingUpstream", "resolve_all"]
 
@@ -221,7 +227,7 @@ class ResolvingUpstream:
                 return address
         return None
 
-    def _succeeded(self, response: IResponse, address: BackendAddress) -> IResponse:
+    def _succeeded(self, response: _T, address: BackendAddress) -> _T:
         if address.connected():
             _log.info(
                 "{color}: {address} is answering again",
@@ -258,13 +264,35 @@ class ResolvingUpstream:
 
         @param sent_to: told the C{address:port} the request goes to.
         """
+        return self._via_address(
+            lambda agent: agent.request(method, uri, headers, bodyProducer), sent_to
+        )
+
+    def upgrade(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers,
+        sent_to: Callable[[str], None] | None = None,
+    ) -> Deferred[IResponse | tuple[Switched, UpgradeClientProtocol]]:
+        """
+        Send a request that asks to switch protocols to the next usable
+        address, on a connection of its own (see L{AddressAgent.upgrade}).
+        """
+        return self._via_address(
+            lambda agent: cast("AddressAgent", agent).upgrade(method, uri, headers), sent_to
+        )
+
+    def _via_address(
+        self, send: Callable[[IAgent], Deferred[_T]], sent_to: Callable[[str], None] | None
+    ) -> Deferred[_T]:
         if self._addresses:
             address = self._choose()
             if address is None:
                 return fail(NoHealthyAddress(f"every address of {self._host} is out"))
             if sent_to is not None:
                 sent_to(self._labels[address.address])
-            sending = address.agent.request(method, uri, headers, bodyProducer)
+            sending = send(address.agent)
             sending.addCallbacks(
                 self._succeeded, self._failed, callbackArgs=(address,), errbackArgs=(address,)
             )
@@ -275,9 +303,7 @@ class ResolvingUpstream:
         # the requests that arrive in the proxy's first moments.
         ready: Deferred[None] = Deferred(lambda d: self._waiting.remove(d))
         self._waiting.append(ready)
-        return ready.addCallback(
-            lambda _: self.request(method, uri, headers, bodyProducer, sent_to)
-        )
+        return ready.addCallback(lambda _: self._via_address(send, sent_to))
 
 
 def _label(address: str, port: int) -> str:

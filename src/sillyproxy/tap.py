@@ -23,27 +23,20 @@ from ._metrics import ProxyMetrics, registry_with_process_metrics
 from ._pool import backend_address_factory
 from ._routing import Router
 from ._site import ProxySite
+from ._tls import TLSListeners
 from ._transport import FastTCPReactor
 from ._upstream import ResolvingUpstream
 
 __all__ = ["Options", "makeService", "routing_table"]
 
 class Options(usage.Options):
-    synopsis = "[--listen ENDPOINT] [COLOR ...]"
+    synopsis = "[--listen ENDPOINT ...] [COLOR ...]"
     longdesc = (
         "Forward HTTP traffic to the colours' backends, split by weight. "
         "Colours are blue, green, any COLOR given here, and the comma-separated "
         "SILLYPROXY_COLORS. For each colour C, env C is its backend URL and "
         "C_WEIGHT its weight (default 1)."
     )
-    optParameters = [
-        [
-            "listen",
-            "l",
-            None,
-            "Server endpoint to listen on (default: $SILLYPROXY_LISTEN, else tcp:8080).",
-        ],
-    ]
     optFlags = [
         [
             "check",
@@ -64,6 +57,16 @@ class Options(usage.Options):
         self._stderr = stderr
         self._stdout = stdout
         self["colors"] = ()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Server endpoint to listen on; repeat for several (default: the
+        space-separated $SILLYPROXY_LISTEN, else tcp:8080).
+        """
+        self["listen"].append(description)
+
+    opt_l = opt_listen
 
     def opt_version(self) -> None:
         """Print sillyproxy's version and exit."""
@@ -82,7 +85,7 @@ class Options(usage.Options):
             self["config"] = parse_config(
                 self._environ,
                 self["colors"],
-                self["listen"],
+                self["listen"] or None,
                 check_listen=lambda description: serverFromString(reactor, description),
             )
         except ConfigError as e:
@@ -96,7 +99,8 @@ class Options(usage.Options):
             raise SystemExit(2) from None
         if self["check"]:
             stdout = self._stdout if self._stdout is not None else sys.stdout
-            stdout.write(f"sillyproxy: configuration OK; listening on {self['config'].listen}\n")
+            listen = " ".join(self["config"].listen)
+            stdout.write(f"sillyproxy: configuration OK; listening on {listen}\n")
             for line in routing_table(self["config"]):
                 stdout.write(f"  {line}\n")
             stdout.flush()
@@ -182,6 +186,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             response_timeout=tunables.response_timeout,
             idle_timeout=tunables.idle_timeout,
             send_timeout=tunables.send_timeout,
+            tunnel_idle_timeout=tunables.tunnel_idle_timeout,
             metrics=metrics,
             trusted_proxies=tunables.trusted_proxies,
         ),
@@ -191,20 +196,27 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         body_timeout=tunables.body_timeout,
         on_refused=finished,
     )
+    # Every listener is made through this, so that SIGHUP can reload the
+    # certificates of the ssl: ones.
+    listeners = TLSListeners(tcp)
     admin = None
     if tunables.admin_listen is not None:
+        # /status says "listen": a string, as it did with one listener.
         admin_site = AdminSite(
-            admin_resource(metrics, router, site, reactor.seconds, __version__, config.listen)
+            admin_resource(
+                metrics, router, site, reactor.seconds, __version__, " ".join(config.listen)
+            )
         )
-        admin = (serverFromString(tcp, tunables.admin_listen), admin_site)
+        admin = (listeners.endpoint(tunables.admin_listen), admin_site)
     return ProxyService(
-        serverFromString(tcp, config.listen),
+        [(listeners.endpoint(description), description) for description in config.listen],
         site,
         upstreams,
         drain_timeout=tunables.drain_timeout,
         clock=reactor,
-        description=config.listen,
         routing=routing_table(config),
         admin=admin,
         on_started=tune_garbage_collector,
+        on_sighup=listeners.reload,
+        threads=reactor,
     )
