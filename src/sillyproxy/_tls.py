@@ -17,23 +17,31 @@ Public Twisted APIs only: C{serverFromString}, C{IStreamServerEndpoint.listen},
 C{IReactorSSL.listenSSL}, C{IOpenSSLServerConnectionCreator} and
 C{IOpenSSLContextFactory.getContext}.  Endpoints that wrap an C{ssl:} one
 (C{haproxy:ssl:...}) reload the same way.
+
+ALPN is set once on each context, before any connection is made from it,
+and the site is handed to Twisted without its protocol list: Twisted 25.5
+sets ALPN on the shared context for every new connection, which
+pyOpenSSL 25 and later refuse once the context has made one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
+    IAddress,
     IListeningPort,
+    IProtocolNegotiationFactory,
     IOpenSSLContextFactory,
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
@@ -56,10 +64,11 @@ class SwappableServerTLS:
     L{replace} swaps them for the connections to come.
     """
 
-    def __init__(self, options: IOpenSSLContextFactory) -> None:
+    def __init__(self, options: IOpenSSLContextFactory, protocols: Sequence[bytes] = ()) -> None:
         # Build the context now, so that a key that does not match its
         # certificate fails at listen, as Twisted's own ssl: listener does.
-        options.getContext()
+        self._protocols = tuple(protocols)
+        _offer(options.getContext(), self._protocols)
         self.options = options
 
     def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
@@ -74,8 +83,43 @@ class SwappableServerTLS:
         @raise Exception: whatever building their context raised (a key
             that does not match the certificate); nothing is replaced.
         """
-        options.getContext()
+        _offer(options.getContext(), self._protocols)
         self.options = options
+
+
+def _offer(context: SSL.Context, protocols: Sequence[bytes]) -> None:
+    """Have C{context} pick the first of C{protocols} that a client offers by ALPN."""
+    if not protocols:
+        return
+    none = getattr(SSL, "NO_OVERLAPPING_PROTOCOLS", b"")
+
+    def choose(connection: SSL.Connection, offered: list[bytes]) -> bytes:
+        for protocol in protocols:
+            if protocol in offered:
+                return protocol
+        return none
+
+    context.set_alpn_select_callback(choose)
+
+
+class _WithoutNegotiation(Factory):
+    """A protocol factory's stand-in that does not offer its protocols (so Twisted sets no ALPN itself)."""
+
+    def __init__(self, factory: IProtocolFactory) -> None:
+        self._factory = factory
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        return self._factory.buildProtocol(addr)  # type: ignore[arg-type, return-value]
+
+    def doStart(self) -> None:
+        self._factory.doStart()
+
+    def doStop(self) -> None:
+        self._factory.doStop()
+
+    def logPrefix(self) -> str:
+        prefix = getattr(self._factory, "logPrefix", None)
+        return prefix() if prefix is not None else self._factory.__class__.__name__
 
 
 def _subject(options: object) -> str:
@@ -175,8 +219,13 @@ class TLSListeningReactor:
         backlog: int = 50,
         interface: str = "",
     ) -> IListeningPort:
-        tls = SwappableServerTLS(contextFactory)
-        listening: IListeningPort = self._reactor.listenSSL(port, factory, tls, backlog, interface)
+        protocols = (
+            factory.acceptableProtocols() if IProtocolNegotiationFactory.providedBy(factory) else []
+        )
+        tls = SwappableServerTLS(contextFactory, protocols)
+        listening: IListeningPort = self._reactor.listenSSL(
+            port, _WithoutNegotiation(factory), tls, backlog, interface
+        )
         self.tls = tls
         _log.info(
             "TLS certificate for {listen}: {certificate}",
