@@ -65,6 +65,7 @@ Try:
   curl http://127.0.0.1:$proxy_port/
   for i in \$(seq 10); do curl -s http://127.0.0.1:$proxy_port/; done
 TLS (self-signed for the demo): curl --cacert $logs/cert.pem https://127.0.0.1:$tls_port/
+HTTP/2 (over TLS): curl --http2 -sv --cacert $logs/cert.pem https://127.0.0.1:$tls_port/ 2>&1 | grep -E '^< HTTP|^blue|^<h1' 
 A WebSocket (myapp's /ws echoes with its colour): $root/.venv/bin/python -m websockets ws://127.0.0.1:$proxy_port/ws
 The backends directly (Color unknown): curl http://127.0.0.1:$blue_port/  curl http://127.0.0.1:$green_port/
 Metrics and status: curl http://127.0.0.1:$admin_port/metrics  curl http://127.0.0.1:$admin_port/status

@@ -226,3 +226,46 @@ class TransportTests(SynchronousTestCase):
             ["self", "host", "port", "bindAddress", "connector", "reactor"],
         )
         self.assertIs(tcp.Port.transport, tcp.Server)
+
+
+class HTTP2Tests(SynchronousTestCase):
+    """What sillyproxy._http2 assumes of twisted.web._http2."""
+
+    def test_stream_makes_its_request_after_its_identity(self) -> None:
+        """If an H2Stream is built, then it calls requestFactory(stream, queued=False) once streamID, site and _conn are set, before it reads the headers; and it keeps the request as _request, the method and path as command and path."""
+        from twisted.web._http2 import H2Stream
+
+        seen: list[tuple[object, ...]] = []
+
+        class FakeRequest:
+            def __init__(self, stream: H2Stream, queued: bool) -> None:
+                seen.append((stream.streamID, stream.site, stream._conn, queued, hasattr(stream, "command")))
+                self.requestHeaders = Headers()
+
+            def gotLength(self, length: object) -> None:
+                pass
+
+            def parseCookies(self) -> None:
+                pass
+
+        site, connection = object(), object()
+        stream = H2Stream(7, connection, [(b":method", b"GET"), (b":path", b"/x")], FakeRequest, site, None)
+        self.assertEqual(seen, [(7, site, connection, False, True)])
+        self.assertIsInstance(stream._request, FakeRequest)
+        self.assertEqual((stream.command, stream.path), (b"GET", b"/x"))
+
+    def test_connection_attributes(self) -> None:
+        """If an H2Connection is made, then it has the streams dict, the h2 connection (close_connection, data_to_send) and _requestDone that ProxyH2Connection uses, and takes site, factory, requestFactory and timeOut as attributes."""
+        from twisted.web._http2 import H2Connection
+
+        connection = H2Connection(MemoryReactorClock())
+        self.assertEqual(connection.streams, {})
+        self.assertTrue(callable(connection.conn.close_connection))
+        self.assertTrue(callable(connection.conn.data_to_send))
+        self.assertEqual(list(inspect.signature(H2Connection._requestDone).parameters), ["self", "streamID"])
+        for name in ("site", "factory", "timeOut"):
+            self.assertTrue(hasattr(H2Connection, name), name)
+        self.assertEqual(
+            list(inspect.signature(H2Connection.connectionLost).parameters),
+            ["self", "reason", "_cancelTimeouts"],
+        )

@@ -5,16 +5,17 @@ from __future__ import annotations
 import treq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web import http
 from twisted.web.iweb import IResponse
 from twisted.web.server import Site
 from zope.interface import implementer
 
 from sillyproxy._config import parse_backend_url
 from sillyproxy._pool import IDLE_BACKEND_TIMEOUT, backend_address_factory
-from sillyproxy._site import LINGER_SECONDS, ProxySite
+from sillyproxy._http2 import ProxyH2Connection
+from sillyproxy._site import LINGER_SECONDS, ProxyChannel, ProxySite
 
 from .support import (
     CaptureResource,
@@ -244,7 +245,33 @@ class AddressAgentTests(SynchronousTestCase):
 
 
 class ProtocolNegotiationTests(SynchronousTestCase):
-    def test_tls_offers_only_http11(self) -> None:
-        """If a TLS client asks for a protocol over ALPN, then only http/1.1 is offered, even with the h2 package installed."""
-        self.patch(http, "H2_ENABLED", True)
-        self.assertEqual(ProxySite(None).acceptableProtocols(), [b"http/1.1"])
+    def test_tls_offers_h2_then_http11(self) -> None:
+        """If a TLS client asks for a protocol over ALPN, then h2 is preferred, then http/1.1."""
+        self.assertEqual(ProxySite(None).acceptableProtocols(), [b"h2", b"http/1.1"])
+
+    def connect(self, negotiated: bytes | None):  # type: ignore[no-untyped-def]
+        site = ProxySite(None, reactor=Clock())
+        protocol = site.buildNegotiatedProtocol(IPv4Address("TCP", "127.0.0.9", 40000))
+        transport = StringTransport()
+        transport.negotiatedProtocol = negotiated  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        return site, protocol, transport
+
+    def test_alpn_h2_makes_an_http2_connection(self) -> None:
+        """If ALPN chose h2, then at the first bytes the connection becomes HTTP/2, and the site tracks it instead of the HTTP/1.1 channel."""
+        site, protocol, transport = self.connect(b"h2")
+        [before] = site.channels
+        self.assertIsInstance(before, ProxyChannel)
+        protocol.dataReceived(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        [after] = site.channels
+        self.assertIsInstance(after, ProxyH2Connection)
+        self.assertIs(transport.producer, after)
+
+    def test_no_alpn_stays_http11(self) -> None:
+        """If ALPN chose http/1.1, or nothing, then the connection stays the HTTP/1.1 channel it started as (so its header timeout ran from the start)."""
+        for negotiated in (b"http/1.1", None):
+            site, protocol, _ = self.connect(negotiated)
+            [channel] = site.channels
+            protocol.dataReceived(b"GET / HTTP/1.1\r\n")
+            self.assertEqual(site.channels, {channel})
+            self.assertIsInstance(channel, ProxyChannel)

@@ -135,7 +135,7 @@ class BodyRelay(Protocol):
         channel = self._request.channel
         if channel is None:
             return
-        mark = (self._resumes, self._delivered(channel.transport))
+        mark = (self._resumes, self._delivered(channel.connection_transport()))
         if mark != self._client_mark:
             self._client_mark = mark
             self._client_progress_at = now
@@ -157,7 +157,7 @@ class BodyRelay(Protocol):
         self._stopped_by_us = True
         self.transport.stopProducing()
         if self._request.channel is not None:
-            self._request.channel.transport.abortConnection()
+            self._request.channel.abort()
 
     def abandon(self) -> None:
         """The client left: close the backend connection rather than drain it."""
@@ -187,4 +187,4 @@ class BodyRelay(Protocol):
             reason=reason.getErrorMessage(),
         )
         self._on_backend_failed(Outcome.FAILED_MID_BODY)
-        request.channel.transport.abortConnection()
+        request.channel.abort()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, ITCPTransport
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import IResource
@@ -204,6 +204,14 @@ class ProxyChannel(HTTPChannelWithHooks):
         if self._secure is None:
             self._secure = super().isSecure()
         return self._secure
+
+    def abort(self) -> None:
+        """Abort the connection (a response cut short must not look complete)."""
+        self.transport.abortConnection()
+
+    def connection_transport(self) -> ITCPTransport:
+        """The transport whose kernel counters tell how far the client has read."""
+        return self.transport
 
     def getHost(self) -> IAddress:
         # Asked for every request by twisted.web; a system call each time.
@@ -441,6 +449,61 @@ class ProxyChannel(HTTPChannelWithHooks):
         )
 
 
+@implementer(IHalfCloseableProtocol)
+class NegotiatingChannel(Protocol):
+    """
+    A TLS connection's protocol: the HTTP/1.1 channel, swapped for an
+    HTTP/2 connection at the first bytes if ALPN chose C{h2}.  The channel
+    exists from the start, so the header timeout and the drain cover a
+    connection that never sends anything.
+    """
+
+    def __init__(self, site: ProxySite, channel: ProxyChannel) -> None:
+        self._site = site
+        self._inner: Any = channel
+        self._chosen = False
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self.connected = True
+        self._inner.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._chosen:
+            self._chosen = True
+            if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
+                self._switch_to_h2()
+        self._inner.dataReceived(data)
+
+    def _switch_to_h2(self) -> None:
+        from ._http2 import ProxyH2Connection
+
+        channel = self._inner
+        # The channel registered itself as the transport's producer.
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
+        self._site.forget_channel(channel)
+        connection = ProxyH2Connection(self._site)
+        self._inner = connection
+        connection.makeConnection(self.transport)
+        # Paused and resumed by the transport as its write buffer fills and
+        # drains, as the channel was.
+        self.transport.registerProducer(connection, True)  # type: ignore[union-attr]
+
+    def readConnectionLost(self) -> None:
+        inner = self._inner
+        if IHalfCloseableProtocol.providedBy(inner):
+            inner.readConnectionLost()
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.connected = False
+        self._inner.connectionLost(reason)
+
+
 class ProxySite(Site):
     """
     A Site that never shows a traceback, enforces a request body limit and a
@@ -558,10 +621,19 @@ class ProxySite(Site):
             callback()
 
     def acceptableProtocols(self) -> list[bytes]:
-        # ProxyChannel speaks HTTP/1.1 only; offering h2 over ALPN (as
-        # twisted.web does once the h2 package imports) would have TLS
-        # clients speak HTTP/2 to it.
-        return [b"http/1.1"]
+        # Offered over ALPN on TLS listeners, whose connections start as a
+        # NegotiatingChannel; plain TCP speaks HTTP/1.1 only (no h2c).
+        return [b"h2", b"http/1.1"]
+
+    def buildNegotiatedProtocol(self, addr: IAddress) -> NegotiatingChannel:
+        """The protocol for a TLS connection: HTTP/1.1, or HTTP/2 if ALPN chooses it."""
+        channel = self.buildProtocol(addr)
+        assert channel is not None
+        return NegotiatingChannel(self, channel)
+
+    def forget_channel(self, channel: ProxyChannel) -> None:
+        """Stop tracking a channel that was replaced before it served anything."""
+        self.channels.discard(channel)
 
     def log(self, request: http.Request) -> None:
         pass

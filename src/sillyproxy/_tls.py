@@ -109,6 +109,11 @@ class _WithoutNegotiation(Factory):
         self._factory = factory
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        # The proxy's site starts TLS connections with a protocol that can
+        # become HTTP/2 once ALPN has chosen.
+        negotiated = getattr(self._factory, "buildNegotiatedProtocol", None)
+        if negotiated is not None:
+            return negotiated(addr)
         return self._factory.buildProtocol(addr)  # type: ignore[arg-type, return-value]
 
     def doStart(self) -> None:
