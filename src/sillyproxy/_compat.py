@@ -1,6 +1,7 @@
 """
 The private Twisted names sillyproxy relies on, other than the transports'
-(L{sillyproxy._transport}) and the connection pool's (L{sillyproxy._pool}).
+(L{sillyproxy._transport}), the connection pool's (L{sillyproxy._pool}) and
+HTTP/2's (L{sillyproxy._http2}).
 
 Each sits in one named function, whose docstring says what it assumes and
 which Twisted releases it was checked against; C{tests/test_compat.py} pins
