@@ -91,9 +91,16 @@ def _header_text(request: Request, name: bytes) -> str:
 
 def _has_body(request: Request) -> bool:
     headers = request.requestHeaders
-    return headers.hasHeader(b"content-length") or headers.hasHeader(
-        b"transfer-encoding"
-    )
+    if headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding"):
+        return True
+    if request.clientproto != b"HTTP/2" or request.content is None:
+        return False
+    # HTTP/2 frames a body itself: a client may send one with neither header.
+    content = request.content
+    at = content.tell()
+    size = content.seek(0, 2)
+    content.seek(at)
+    return size > 0
 
 
 def write_plain_error(request: Request, status: int, message: str, now: float) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+from hyperframe.frame import GoAwayFrame
 from twisted.web._http2 import H2Connection, H2Stream
 
 from ._accesslog import AccessRecord
@@ -158,17 +159,29 @@ class ProxyH2Connection(H2Connection):
         if self._goaway_sent or self.transport is None:
             return
         self._goaway_sent = True
+        if not self.streams:
+            self._close()
+            return
+        # The frame is written here, not by the h2 library: its
+        # close_connection() would refuse to send anything more, the open
+        # streams' answers included (python-hyper/h2 issue 1181).
+        self.transport.write(self.conn.data_to_send())
+        self.transport.write(
+            GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id, error_code=0).serialize()
+        )
+
+    def _close(self) -> None:
+        """GOAWAY and close, now that no stream is open."""
+        if self.transport is None:
+            return
         self.conn.close_connection()
         self.transport.write(self.conn.data_to_send())
-        if not self.streams:
-            self.transport.loseConnection()
+        self.transport.loseConnection()
 
     def loseConnection(self) -> None:
         self.goaway()
-        if self.transport is not None:
-            self.transport.loseConnection()
 
     def _requestDone(self, streamID: int) -> None:
         super()._requestDone(streamID)
-        if self._goaway_sent and not self.streams and self.transport is not None:
-            self.transport.loseConnection()
+        if self._goaway_sent and not self.streams:
+            self._close()
