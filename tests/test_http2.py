@@ -221,8 +221,12 @@ class RawH2:
         self._buffer = b""
         self._decoder = hpack.Decoder()
 
-    def request(self, path: str) -> int:
+    def request(self, path: str, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+        """Send a GET; C{extra} headers are sent as they are, even ones HTTP/2 forbids."""
         stream = self.conn.get_next_available_stream_id()
+        if extra:
+            self.conn.config.validate_outbound_headers = False
+            self.conn.config.normalize_outbound_headers = False
         self.conn.send_headers(
             stream,
             [
@@ -230,7 +234,8 @@ class RawH2:
                 (b":scheme", b"https"),
                 (b":authority", b"127.0.0.1:%d" % self.port),
                 (b":path", path.encode("ascii")),
-            ],
+            ]
+            + (extra or []),
             end_stream=True,
         )
         self.sock.sendall(self.conn.data_to_send())
@@ -280,6 +285,20 @@ class RawH2:
                 assert "END_HEADERS" in frame.flags
                 frame.decoded = self._decoder.decode(frame.data, raw=True)  # type: ignore[attr-defined]
             frames.append(frame)
+        return frames
+
+    def frames_for(self, seconds: float) -> list[Frame]:
+        """Every frame the server sends within C{seconds}, or until it closes."""
+        frames: list[Frame] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline - 0.01:
+            try:
+                more = self._read(deadline)
+            except (socket.timeout, AssertionError):
+                break
+            if more is None:
+                break
+            frames += more
         return frames
 
     def close(self) -> None:
@@ -558,4 +577,53 @@ def test_sigterm_sends_goaway_finishes_streams_and_exits_0(backend, tmp_path: Pa
         assert proxy.logged("drained"), proxy.log()
         assert "Traceback" not in proxy.log()
     finally:
+        proxy.stop()
+
+
+def test_body_over_the_limit_is_refused_on_its_stream(apps, tmp_path: Path, credentials: Credentials) -> None:  # type: ignore[no-untyped-def]
+    """
+    If an HTTP/2 request declares a body over SILLYPROXY_MAX_BODY, then that
+    stream gets 413 with the reason, is logged and counted with no colour,
+    and the same connection goes on serving other requests.
+    """
+    blue, _ = apps
+    proxy = tls_proxy(tmp_path, credentials, BLUE=f"http://127.0.0.1:{blue}", SILLYPROXY_MAX_BODY="1000")
+    try:
+        with h2_client(credentials) as client:
+            refused = client.post(url(proxy, "/upload"), content=b"x" * 5000)
+            after = client.get(url(proxy, "/after"))
+        assert refused.http_version == "HTTP/2"
+        assert refused.status_code == 413, refused.text
+        assert refused.text == "request body is larger than the limit of 1000 bytes\n"
+        assert (after.status_code, after.text.split()[0]) == (200, "blue")
+        assert proxy.logged(" POST /upload - 413 "), proxy.log()
+        metrics = httpx.get(f"http://127.0.0.1:{proxy.admin_port}/metrics", timeout=TIMEOUT, trust_env=False).text
+        assert 'sillyproxy_requests_total{code="413",color="none",method="POST"} 1.0' in metrics
+        assert "Traceback" not in proxy.log()
+    finally:
+        proxy.stop()
+
+
+def test_connection_specific_header_is_refused(apps, tmp_path: Path, credentials: Credentials) -> None:  # type: ignore[no-untyped-def]
+    """If an HTTP/2 client sends a connection-specific header (Connection: keep-alive), then nothing reaches a backend and the proxy does not crash."""
+    blue, _ = apps
+    proxy = tls_proxy(tmp_path, credentials, BLUE=f"http://127.0.0.1:{blue}")
+    raw = RawH2(proxy.port, credentials)
+    try:
+        raw.settle()
+        stream = raw.request("/bad", extra=[(b"connection", b"keep-alive")])
+        frames = raw.frames_for(2)
+        kinds = [type(frame).__name__ for frame in frames]
+        # Refused: the stream reset, or the connection closed with an error.
+        assert "HeadersFrame" not in kinds, kinds
+        assert any(
+            (isinstance(frame, RstStreamFrame) and frame.stream_id == stream)
+            or (isinstance(frame, GoAwayFrame) and frame.error_code != 0)
+            for frame in frames
+        ), kinds
+        assert " GET /bad " not in proxy.log()
+        with h2_client(credentials) as client:
+            assert client.get(url(proxy, "/still-up")).status_code == 200
+    finally:
+        raw.close()
         proxy.stop()
