@@ -233,6 +233,48 @@ class HalfCloseTests(SynchronousTestCase):
         self.assertTrue(idle.disconnecting)
 
 
+class ReviewedEdgeTests(SynchronousTestCase):
+    def test_half_closed_tunnel_still_times_out(self) -> None:
+        """If the backend half-closed and the client then vanished without a FIN, then the idle timeout still closes both connections."""
+        client = TCPStringTransport()
+        backend_side = TCPStringTransport()
+        tunnel = Tunnel(client, backend_side)
+        tunnel.backend_half_closed()
+        tunnel.check_idle(0.0, 10)
+        tunnel.check_idle(11.0, 10)
+        self.assertTrue(client.disconnecting and backend_side.disconnecting)
+        self.assertEqual(tunnel.ended_by, "backend")
+
+    def test_101_drops_what_its_connection_header_names_and_their_request_id(self) -> None:
+        """If the backend's 101 names headers in Connection or sends its own X-Request-Id, then the client gets neither, and one X-Request-Id, the proxy's."""
+        answer = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Secret\r\n"
+            b"X-Secret: s3\r\nX-Request-Id: theirs\r\nX-Kept: yes\r\n\r\n"
+        )
+        _, _, written, _ = open_tunnel(answer)
+        head = written.split(b"\r\n\r\n")[0]
+        self.assertNotIn(b"X-Secret: ", head)
+        self.assertNotIn(b"theirs", head)
+        self.assertEqual(head.count(b"X-Request-Id: "), 1)
+        self.assertIn(b"\r\nX-Kept: yes", head)
+        self.assertIn(b"\r\nConnection: Upgrade, X-Secret", head)
+
+    def test_open_tunnel_is_not_an_inflight_request_nor_a_duration(self) -> None:
+        """If a tunnel is open, then it is not counted as a request in flight; when it ends, it counts as a 101 but stays out of the duration histogram."""
+        proxy, _, _, transport = open_tunnel()
+        scraped = generate_latest(proxy.metrics.registry).decode()
+        self.assertIn('sillyproxy_inflight_requests{color="blue"} 0.0', scraped)
+        from twisted.internet import error
+        from twisted.python.failure import Failure
+
+        proxy.clock.advance(3600)
+        transport.protocol.connectionLost(Failure(error.ConnectionDone()))
+        scraped = generate_latest(proxy.metrics.registry).decode()
+        self.assertIn('sillyproxy_requests_total{code="101",color="blue",method="GET"} 1.0', scraped)
+        self.assertIn('sillyproxy_request_duration_seconds_count{color="blue"} 0.0', scraped)
+        self.assertIn('sillyproxy_inflight_requests{color="blue"} 0.0', scraped)
+
+
 class WantsUpgradeTests(TableTests):
     @rows(
         (frozenset({b"upgrade"}), [b"websocket"], True),

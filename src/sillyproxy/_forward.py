@@ -49,7 +49,16 @@ _log = Logger(namespace="sillyproxy.forward")
 # Framing and connection headers of a 101 that describe the HTTP/1.1
 # exchange, not the tunnel; Upgrade and Connection pass.
 _NOT_RELAYED_ON_SWITCH = frozenset(
-    {b"content-length", b"transfer-encoding", b"keep-alive", b"proxy-connection", b"te", b"trailer"}
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        # The proxy's own goes last.
+        b"x-request-id",
+    }
 )
 
 # A backend URL's path that joins nothing onto a target.
@@ -483,8 +492,12 @@ class _Exchange:
         if not phrase or phrase.translate(None, _PHRASE_BYTES):
             phrase = b"Switching Protocols"
         lines = [b"HTTP/1.1 101 " + phrase]
+        named = connection_tokens(
+            [value for name, value in switched.headers if name.lower() == b"connection"]
+        ) - {b"upgrade"}
         for name, value in switched.headers:
-            if name.lower() not in _NOT_RELAYED_ON_SWITCH:
+            lowered = name.lower()
+            if lowered not in _NOT_RELAYED_ON_SWITCH and lowered not in named:
                 lines.append(name + b": " + value)
         lines.append(b"X-Request-Id: " + self._request_id)
         request.setResponseCode(101)
@@ -497,6 +510,9 @@ class _Exchange:
         if switched.rest:
             tunnel.from_backend(switched.rest)
         settings = self._settings
+        # The request is answered: from now on the tunnel is counted, not
+        # the request (an hour-long tunnel is not an hour-long request).
+        settings.metrics.request_ended(self._backend.color)
         settings.metrics.tunnel_opened(self._backend.color)
         settings.watch.tunnels.add(tunnel)
         settings.watch.wake()
@@ -586,23 +602,24 @@ class _Exchange:
         request = self._request
         settings = self._settings
         self._stop_timer()
-        if self._backend is not None:
-            settings.metrics.request_ended(self._backend.color)
         tunnel = self._tunnel
         if tunnel is not None:
             settings.watch.tunnels.discard(tunnel)
             assert self._backend is not None
             settings.metrics.tunnel_closed(self._backend.color)
-        elif isinstance(result, Failure):
-            if self._pending is not None:
-                # The client is gone: abandon the backend request, which
-                # closes its connection rather than pooling a half-read one.
-                pending, self._pending = self._pending, None
-                pending.cancel()
-            elif self._relay is not None:
-                self._relay.abandon()
-            if self._outcome in (Outcome.FORWARDED, Outcome.FAILOVER):
-                self._outcome = Outcome.CLIENT_CLOSED
+        else:
+            if self._backend is not None:
+                settings.metrics.request_ended(self._backend.color)
+            if isinstance(result, Failure):
+                if self._pending is not None:
+                    # The client is gone: abandon the backend request, which
+                    # closes its connection rather than pooling a half-read one.
+                    pending, self._pending = self._pending, None
+                    pending.cancel()
+                elif self._relay is not None:
+                    self._relay.abandon()
+                if self._outcome in (Outcome.FORWARDED, Outcome.FAILOVER):
+                    self._outcome = Outcome.CLIENT_CLOSED
         status = request.code
         if self._outcome is Outcome.CLIENT_CLOSED and not request.startedWriting:
             # Nothing was answered: the backend's status (or the default

@@ -5,13 +5,18 @@ proxy's HTTP/1.1 channel does towards the rest of sillyproxy.
 twisted.web's HTTP/2 support lives in a private module, so this module is
 part of the fence around Twisted's internals (checked against Twisted 25.5.0
 to 26.10.0, pinned by C{tests/test_compat.py}).  It relies on:
-  - C{twisted.web._http2.H2Connection}: its C{site}, C{factory},
+  - C{twisted.web._http2.H2Connection}: its C{_requestDataReceived(event)}
+    and C{_requestEnded(event)}, which look the stream up by id, and
+    C{timeoutConnection}; its C{site}, C{factory},
     C{requestFactory} and C{timeOut} attributes (set before
     C{makeConnection}, as twisted.web's protocol switch does), its
     C{streams} (stream id -> stream), and its h2 C{conn} with
     C{close_connection()} and C{data_to_send()} for GOAWAY, and its
     C{_requestDone(streamID)}, called once a stream's response is sent;
-  - C{twisted.web._http2.H2Stream}: its C{__init__} sets C{streamID},
+  - C{twisted.web._http2.H2Stream}: C{receiveDataChunk(data,
+    flowControlledLength)} and C{requestComplete()}, which the connection
+    calls as the body arrives, and C{_conn.openStreamWindow}; its
+    C{__init__} sets C{streamID},
     C{site} and C{_conn} and then calls C{requestFactory(stream,
     queued=False)}, before it reads the request headers; its C{command} and
     C{path}; its C{_request}.
@@ -44,6 +49,18 @@ class ProxyH2Stream(H2Stream):
     rejected = False
     # HTTP/2 has no Upgrade; a stream is never a tunnel.
     tunnel = None
+
+    def receiveDataChunk(self, data: bytes, flowControlledLength: int) -> None:
+        if self.rejected:
+            # Answered already (413): drop the rest of the body, but give
+            # its window back, or the connection's would run dry.
+            self._conn.openStreamWindow(self.streamID, flowControlledLength)
+            return
+        super().receiveDataChunk(data, flowControlledLength)
+
+    def requestComplete(self) -> None:
+        if not self.rejected:
+            super().requestComplete()
 
     def abort(self) -> None:
         """Abort this stream alone (RST_STREAM); the connection stays."""
@@ -124,13 +141,37 @@ class ProxyH2Connection(H2Connection):
         self.factory = site  # type: ignore[assignment]
         self.requestFactory = _stream_request(site.requestFactory)
         idle = site.idle_timeout
-        self.timeOut = int(idle) if idle else None
+        self.timeOut = idle or None  # type: ignore[assignment]
         # The idle timeout runs on the site's clock.
         self.callLater = site.reactor.callLater  # type: ignore[method-assign, assignment]
 
     def connectionMade(self) -> None:
         self.proxy_site.channel_opened(self)  # type: ignore[arg-type]
         super().connectionMade()
+
+    def timeoutConnection(self) -> None:
+        # The idle timeout is for a connection with nothing to do, as on
+        # HTTP/1.1: a stream waiting for a slow backend is not idleness.
+        if self.streams:
+            self.resetTimeout()
+            return
+        super().timeoutConnection()
+
+    def _requestDataReceived(self, event: Any) -> None:
+        # A stream already answered (a 413 sent while the body was still
+        # coming) is gone from self.streams; the rest of its body is dropped.
+        if event.stream_id in self.streams:
+            super()._requestDataReceived(event)
+            return
+        # Still give the connection's window back, or the client's other
+        # streams would stall (h2 skips the closed stream's own window).
+        self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        if self.transport is not None:
+            self.transport.write(self.conn.data_to_send())
+
+    def _requestEnded(self, event: Any) -> None:
+        if event.stream_id in self.streams:
+            super()._requestEnded(event)
 
     def connectionLost(self, reason: Failure = connectionDone, _cancelTimeouts: bool = True) -> None:
         super().connectionLost(reason, _cancelTimeouts)

@@ -242,4 +242,8 @@ class ProxyService(Service):
                     uri=request.uri.decode("ascii", "backslashreplace"),
                     client=getattr(request.getClientAddress(), "host", "-"),
                 )
+            tunnel = getattr(channel, "tunnel", None)
+            if tunnel is not None:
+                # Logged as ended by the drain, not by the client.
+                tunnel.close("drain")
             channel.transport.abortConnection()

@@ -164,6 +164,10 @@ class ProxyMetrics(Collector):
         key = (color, str(record.status), method)
         self._requests[key] = self._requests.get(key, 0) + 1
         self.requests_by_color[color] = self.requests_by_color.get(color, 0) + 1
+        if record.status == 101:
+            # A tunnel's duration is how long a socket stayed open, not how
+            # long a request took: it would swamp the histogram.
+            return
         durations = self._durations.get(color)
         if durations is None:
             durations = self._durations[color] = ([0] * (len(_BUCKETS) + 1), [0.0])

@@ -66,6 +66,7 @@ class Tunnel:
         self.ended_by: str | None = None
         self._client_done = False
         self._backend_done = False
+        self._closed = False
         # Reads counted, for the idle sweep (no clock on the data path).
         self.reads = 0
         self.reads_seen = -1
@@ -113,8 +114,7 @@ class Tunnel:
         # Neither side will send again: Twisted keeps a connection whose
         # halves are both shut open until it is closed, so close both.
         if self._client_done and self._backend_done:
-            self._client.loseConnection()
-            self._backend.loseConnection()
+            self._close_both()
 
     def client_closed(self) -> None:
         self._end("client", self._backend)
@@ -134,13 +134,28 @@ class Tunnel:
         """Close both sides (the proxy does not parse frames, so it cannot close more politely)."""
         if self.ended_by is None:
             self.ended_by = why
-            self._client.loseConnection()
-            self._backend.loseConnection()
+        self._close_both()
 
     def _end(self, side: str, other: ITransport) -> None:
         if self.ended_by is None:
             self.ended_by = side
-            other.loseConnection()
+        self._close_both()
+
+    def _close_both(self) -> None:
+        # Once only; whatever half-closes came first.
+        if self._closed:
+            return
+        self._closed = True
+        for transport in (self._client, self._backend):
+            # A TLS transport will not close while a producer is registered.
+            unregister = getattr(transport, "unregisterProducer", None)
+            if unregister is not None:
+                try:
+                    unregister()
+                except RuntimeError:
+                    # None was registered (some transports say so loudly).
+                    pass
+            transport.loseConnection()
 
 
 def _close_writing(transport: ITransport) -> None:
