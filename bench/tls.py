@@ -1,5 +1,5 @@
 """
-Requests/s over TLS: sillyproxy and nginx (`http2 on`) as TLS-terminating
+Requests/s over TLS: sillyproxy and nginx (HTTP/2 on) as TLS-terminating
 proxies in front of the same nginx backends, each client speaking HTTP/1.1
 (wrk) and HTTP/2 (h2load, from Debian's nghttp2-client).
 
@@ -50,8 +50,8 @@ http {{
     keepalive 32;
   }}
   server {{
-    listen 127.0.0.1:{port} ssl;
-    http2 on;
+    # nginx 1.22 (Debian 12) spells "http2 on" this way.
+    listen 127.0.0.1:{port} ssl http2;
     ssl_certificate {dir}/cert.pem;
     ssl_certificate_key {dir}/key.pem;
     location / {{
