@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -164,7 +164,10 @@ def upload(backend_port: int, work: Path, size: int) -> dict[str, float]:
         stop(process)
 
 
-def idle_connections(backend_port: int, work: Path, count: int) -> dict[str, float]:
+def held_connections_rss(
+    backend_port: int, work: Path, count: int, request: bytes, answered: Callable[[bytes], bool]
+) -> dict[str, float]:
+    """RSS of a proxy holding C{count} connections, each sent C{request} and C{answered}, above the same proxy idle."""
     process, port = start_proxy(backend_port, work)
     sockets = []
     try:
@@ -173,19 +176,26 @@ def idle_connections(backend_port: int, work: Path, count: int) -> dict[str, flo
         before = status_kib(process.pid, "VmRSS")
         for _ in range(count):
             s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(request)
             sockets.append(s)
         for s in sockets:
             data = b""
-            while b"ok\n" not in data:
+            while not answered(data):
                 data += s.recv(4096)
         time.sleep(1)
         after = status_kib(process.pid, "VmRSS")
-        return {"connections": count, "idle_rss_mib": before / 1024, "extra_rss_mib": (after - before) / 1024}
+        return {"count": count, "idle_rss_mib": before / 1024, "extra_rss_mib": (after - before) / 1024}
     finally:
         for s in sockets:
             s.close()
         stop(process)
+
+
+def idle_connections(backend_port: int, work: Path, count: int) -> dict[str, float]:
+    """C{count} idle keep-alive connections, each after one request."""
+    return held_connections_rss(
+        backend_port, work, count, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", lambda data: b"ok\n" in data
+    )
 
 
 @contextmanager
@@ -213,32 +223,18 @@ HANDSHAKE = (
 )
 
 
+def _switched(data: bytes) -> bool:
+    if b"\r\n\r\n" not in data:
+        return False
+    if not data.startswith(b"HTTP/1.1 101 "):
+        raise RuntimeError(f"no tunnel: {data[:80]!r}")
+    return True
+
+
 def idle_tunnels(work: Path, count: int) -> dict[str, float]:
-    """RSS of a proxy holding C{count} open, idle WebSocket tunnels to myapp, above the same proxy idle."""
+    """C{count} open, idle WebSocket tunnels through the proxy to myapp."""
     with myapp_backend(work) as backend_port:
-        process, port = start_proxy(backend_port, work)
-        sockets = []
-        try:
-            warm(port)
-            time.sleep(0.5)
-            before = status_kib(process.pid, "VmRSS")
-            for _ in range(count):
-                s = socket.create_connection(("127.0.0.1", port))
-                s.sendall(HANDSHAKE)
-                sockets.append(s)
-            for s in sockets:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += s.recv(4096)
-                if not data.startswith(b"HTTP/1.1 101 "):
-                    raise RuntimeError(f"no tunnel: {data[:80]!r}")
-            time.sleep(1)
-            after = status_kib(process.pid, "VmRSS")
-            return {"tunnels": count, "idle_rss_mib": before / 1024, "extra_rss_mib": (after - before) / 1024}
-        finally:
-            for s in sockets:
-                s.close()
-            stop(process)
+        return held_connections_rss(backend_port, work, count, HANDSHAKE, _switched)
 
 
 def main() -> None:

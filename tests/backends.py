@@ -31,24 +31,44 @@ class BigBody(Resource):
     isLeaf = True
 
     def render_GET(self, request):  # type: ignore[no-untyped-def]
-        request.setHeader(b"content-length", b"%d" % BIG_RESPONSE)
-        request.setHeader(b"content-type", b"application/octet-stream")
-        chunks = pattern(BIG_RESPONSE)
+        return stream_pattern(request, BIG_RESPONSE)
 
-        class Producer:
-            def resumeProducing(self) -> None:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    request.unregisterProducer()
-                    request.finish()
-                else:
-                    request.write(chunk)
 
-            def stopProducing(self) -> None:
-                pass
+class HeaderRecorder(Resource):
+    """Records each request's headers (names lower-cased) and answers 'ok'."""
 
-        request.registerProducer(Producer(), False)
-        return NOT_DONE_YET
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[bytes, list[bytes]]] = []
+
+    def render(self, request):  # type: ignore[no-untyped-def]
+        self.seen.append({name.lower(): values for name, values in request.requestHeaders.getAllRawHeaders()})
+        request.setHeader(b"content-type", b"text/plain")
+        return b"ok"
+
+
+def stream_pattern(request, size: int):  # type: ignore[no-untyped-def]
+    """Answer C{request} with C{size} bytes of L{pattern}, produced only as fast as the client reads them."""
+    request.setHeader(b"content-length", b"%d" % size)
+    request.setHeader(b"content-type", b"application/octet-stream")
+    chunks = pattern(size)
+
+    class Producer:
+        def resumeProducing(self) -> None:
+            chunk = next(chunks, None)
+            if chunk is None:
+                request.unregisterProducer()
+                request.finish()
+            else:
+                request.write(chunk)
+
+        def stopProducing(self) -> None:
+            pass
+
+    request.registerProducer(Producer(), False)
+    return NOT_DONE_YET
 
 
 class Digest(Resource):

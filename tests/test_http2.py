@@ -25,11 +25,11 @@ from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStr
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import Site
 
-from .backends import BIG_RESPONSE, MIB, BigBody, Digest, Slow, pattern
+from .backends import BIG_RESPONSE, MIB, BigBody, Digest, HeaderRecorder, Slow, pattern, stream_pattern
 from .processes import Twistd, free_port, start_twistd
-from .test_tls import Credentials, client_context, make_credentials, ssl_description
+from .certificates import Credentials, client_context, make_credentials, ssl_description
 
 # Bounds on every wait; generous, as CI machines may be slow.
 TIMEOUT = 30.0
@@ -44,46 +44,13 @@ RSS_GROWTH_LIMIT = 40 * MIB
 # --- Backends in the test process ----------------------------------------------
 
 
-class HeaderRecorder(Resource):
-    """Records each request's headers (names lower-cased) and answers 'ok'."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[dict[bytes, list[bytes]]] = []
-
-    def render(self, request):  # type: ignore[no-untyped-def]
-        self.seen.append({name.lower(): values for name, values in request.requestHeaders.getAllRawHeaders()})
-        request.setHeader(b"content-type", b"text/plain")
-        return b"ok"
-
-
 class Sized(Resource):
     """C{?mib=N}: N MiB of L{pattern}, produced only as fast as the proxy reads them."""
 
     isLeaf = True
 
     def render_GET(self, request):  # type: ignore[no-untyped-def]
-        size = int(request.args.get(b"mib", [b"1"])[0]) * MIB
-        request.setHeader(b"content-length", b"%d" % size)
-        request.setHeader(b"content-type", b"application/octet-stream")
-        chunks = pattern(size)
-
-        class Producer:
-            def resumeProducing(self) -> None:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    request.unregisterProducer()
-                    request.finish()
-                else:
-                    request.write(chunk)
-
-            def stopProducing(self) -> None:
-                pass
-
-        request.registerProducer(Producer(), False)
-        return NOT_DONE_YET
+        return stream_pattern(request, int(request.args.get(b"mib", [b"1"])[0]) * MIB)
 
 
 class Arrivals(Resource):

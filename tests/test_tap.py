@@ -23,7 +23,7 @@ from sillyproxy._site import ProxySite
 from sillyproxy._tls import SwappableServerTLS
 from sillyproxy.tap import Options, makeService, routing_table
 
-from .test_tls import install, make_credentials, served_common_name, ssl_description, temporary_directory
+from .certificates import install, make_credentials, served_common_name, ssl_description, temporary_directory
 
 
 class OptionsTests(SynchronousTestCase):
