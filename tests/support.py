@@ -567,6 +567,8 @@ class InMemoryProxy:
         connect_timeout: float = 5.0,
         randbelow: Callable[[int], int] | None = None,
         trusted_proxies: Networks = (),
+        sticky_secret: bytes = b"",
+        forward_options: dict[str, Any] | None = None,
     ) -> None:
         self.clock = Clock()
         # Upload bodies go one chunk per tick, and flush runs one tick per
@@ -612,6 +614,7 @@ class InMemoryProxy:
             served_backends,
             self.upstreams,
             randbelow if randbelow is not None else random.Random(seed).randrange,
+            sticky_secret=sticky_secret,
         )
         self.access: list[AccessRecord] = []
         # Finished requests feed the metrics, as the tap wires them.
@@ -628,6 +631,7 @@ class InMemoryProxy:
             metrics=self.metrics,
             generate_request_id=generate_request_id,
             trusted_proxies=trusted_proxies,
+            **(forward_options or {}),
         )
         self.site = ProxySite(self.resource, reactor=self.clock, on_refused=self._finished)
         self.client = InMemoryClient(self.site)

@@ -14,6 +14,7 @@ from sillyproxy._config import (
     parse_config,
     parse_weight,
 )
+from sillyproxy._sticky import StickyMode
 
 from .support import TableTests, rows
 
@@ -320,6 +321,29 @@ class ProblemTests(TableTests):
         ({"SILLYPROXY_TUNNEL_IDLE_TIMEOUT": "90"}, "tunnel_idle_timeout", 90.0),
         ({"SILLYPROXY_TUNNEL_IDLE_TIMEOUT": " 0.5 "}, "tunnel_idle_timeout", 0.5),
         ({"SILLYPROXY_TUNNEL_IDLE_TIMEOUT": "  "}, "tunnel_idle_timeout", 3600.0),
+        ({}, "sticky", StickyMode("off")),
+        ({"SILLYPROXY_STICKY": "cookie"}, "sticky", StickyMode("cookie")),
+        ({"SILLYPROXY_STICKY": " IP "}, "sticky", StickyMode("ip")),
+        ({"SILLYPROXY_STICKY": "off"}, "sticky", StickyMode("off")),
+        ({"SILLYPROXY_STICKY": "header:X-User-Id"}, "sticky", StickyMode("header", b"x-user-id")),
+        ({"SILLYPROXY_STICKY": "\t"}, "sticky", StickyMode("off")),
+        ({}, "sticky_cookie", b"sillyproxy"),
+        ({"SILLYPROXY_STICKY_COOKIE": "canary_id"}, "sticky_cookie", b"canary_id"),
+        ({"SILLYPROXY_STICKY_COOKIE": " Canary-ID "}, "sticky_cookie", b"Canary-ID"),
+        ({"SILLYPROXY_STICKY_COOKIE": " "}, "sticky_cookie", b"sillyproxy"),
+        ({}, "sticky_secret", None),
+        ({"SILLYPROXY_STICKY_SECRET": "s3cret"}, "sticky_secret", b"s3cret"),
+        ({"SILLYPROXY_STICKY_SECRET": " s3cret\n"}, "sticky_secret", b"s3cret"),
+        ({"SILLYPROXY_STICKY_SECRET": "  "}, "sticky_secret", None),
+        ({}, "sticky_max_age", 2592000),
+        ({"SILLYPROXY_STICKY_MAX_AGE": "0"}, "sticky_max_age", 0),
+        ({"SILLYPROXY_STICKY_MAX_AGE": " 3600 "}, "sticky_max_age", 3600),
+        ({"SILLYPROXY_STICKY_MAX_AGE": "2147483647"}, "sticky_max_age", 2147483647),
+        ({"SILLYPROXY_STICKY_MAX_AGE": ""}, "sticky_max_age", 2592000),
+        ({}, "override_secret", None),
+        ({"SILLYPROXY_OVERRIDE_SECRET": "tester pass key"}, "override_secret", b"tester pass key"),
+        ({"SILLYPROXY_OVERRIDE_SECRET": "pässword\n"}, "override_secret", "pässword".encode()),
+        ({"SILLYPROXY_OVERRIDE_SECRET": "\n"}, "override_secret", None),
     )
     def test_tunables(self, environ: dict[str, str], attribute: str, value: object) -> None:
         """If a SILLYPROXY_* setting is given (or not), then the proxy uses it (or the default)."""
@@ -366,6 +390,44 @@ class ProblemTests(TableTests):
             "'nope' is not an IP address or CIDR network; "
             "'10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?",
         ),
+        ("SILLYPROXY_STICKY", "cookies", "must be off, cookie, header:NAME or ip"),
+        ("SILLYPROXY_STICKY", "on", "must be off, cookie, header:NAME or ip"),
+        ("SILLYPROXY_STICKY", "header:", "header needs a header name, as in header:X-User-Id"),
+        (
+            "SILLYPROXY_STICKY",
+            "header:bad name",
+            "'bad name' is not a header name (letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            "SILLYPROXY_STICKY_COOKIE",
+            "my cookie",
+            "not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            "SILLYPROXY_STICKY_COOKIE",
+            "a=b",
+            "not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            "SILLYPROXY_STICKY_COOKIE",
+            "sillyproxy;",
+            "not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            "SILLYPROXY_STICKY_COOKIE",
+            "küche",
+            "not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+        ),
+        (
+            "SILLYPROXY_STICKY_COOKIE",
+            "sillyproxy-color",
+            "is the override pass's cookie, which is taken off every request",
+        ),
+        ("SILLYPROXY_STICKY_MAX_AGE", "-1", "must be a whole number of seconds from 0 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "1.5", "must be a whole number of seconds from 0 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "30d", "must be a whole number of seconds from 0 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "2147483648", "must be a whole number of seconds from 0 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "9" * 5000, "must be a whole number of seconds from 0 to 2147483647"),
     )
     def test_tunables_refused(self, variable: str, text: str, reason: str) -> None:
         """If a SILLYPROXY_* setting is malformed, then the error names it, its value and the reason."""
@@ -380,6 +442,11 @@ class ProblemTests(TableTests):
                 "SILLYPROXY_SEND_TIMEOUT",
                 "SILLYPROXY_TRUSTED_PROXIES",
                 "SILLYPROXY_TUNNEL_IDLE_TIMEOUT",
+                "SILLYPROXY_STICKY",
+                "SILLYPROXY_STICKY_COOKIE",
+                "SILLYPROXY_STICKY_SECRET",
+                "SILLYPROXY_STICKY_MAX_AGE",
+                "SILLYPROXY_OVERRIDE_SECRET",
             },
             KNOWN_VARIABLES,
         )
@@ -389,6 +456,16 @@ class ProblemTests(TableTests):
         ({"BLUE": "http://b", "BLUE_HEALTH": "\t"},),
         ({"BLUE": "http://b", "GREEN": "   ", "GREEN_WEIGHT": " "},),
         ({"BLUE": "http://b", "SILLYPROXY_LISTEN": "  ", "SILLYPROXY_MAX_BODY": " "},),
+        (
+            {
+                "BLUE": "http://b",
+                "SILLYPROXY_STICKY": " ",
+                "SILLYPROXY_STICKY_COOKIE": "\t",
+                "SILLYPROXY_STICKY_SECRET": " \n",
+                "SILLYPROXY_STICKY_MAX_AGE": "  ",
+                "SILLYPROXY_OVERRIDE_SECRET": " ",
+            },
+        ),
     )
     def test_whitespace_only_is_unset(self, environ: dict[str, str]) -> None:
         """If any variable holds only whitespace, then it counts as unset, the same for every variable."""
@@ -397,3 +474,13 @@ class ProblemTests(TableTests):
         self.assertEqual(config.unserved, ("green",))
         self.assertEqual(config.listen, ("tcp:8080",))
         self.assertEqual(config.tunables.max_body, 1024**3)
+        self.assertEqual(
+            (
+                config.tunables.sticky,
+                config.tunables.sticky_cookie,
+                config.tunables.sticky_secret,
+                config.tunables.sticky_max_age,
+                config.tunables.override_secret,
+            ),
+            (StickyMode("off"), b"sillyproxy", None, 2592000, None),
+        )

@@ -13,6 +13,7 @@ from twisted.web.server import Request, Site
 from ._metrics import ProxyMetrics
 from ._routing import Router
 from ._site import ProxySite
+from .override import make_pass
 
 __all__ = ["AdminSite", "admin_resource"]
 
@@ -44,6 +45,7 @@ def admin_resource(
     clock: Callable[[], float],
     version: str,
     listen: str,
+    override_secret: bytes | None = None,
 ) -> Resource:
     """
     Build the admin tree.
@@ -54,7 +56,9 @@ def admin_resource(
         (readiness);
       - C{/metrics}: Prometheus text;
       - C{/status}: JSON with the version, uptime, listen endpoints (separated by spaces), and each
-        colour's URL, weights, addresses and counts.
+        colour's URL, weights, addresses and counts;
+      - C{/override/COLOUR}: a tester's override pass for the colour, when
+        C{override_secret} is set (404 otherwise, or for an unknown colour).
     """
     started = clock()
 
@@ -112,7 +116,25 @@ def admin_resource(
     root.putChild(b"readyz", _Answer(ready))
     root.putChild(b"metrics", _Answer(prometheus))
     root.putChild(b"status", _Answer(status))
+    root.putChild(b"override", _OverridePasses(router, override_secret))
     return root
+
+
+class _OverridePasses(Resource):
+    """C{/override/COLOUR}: the pass a tester presents to reach that colour."""
+
+    def __init__(self, router: Router, secret: bytes | None) -> None:
+        super().__init__()
+        self._router = router
+        self._secret = secret
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        color = path.decode("ascii", "replace")
+        known = {b.color.lower(): b.color for b in self._router.backends}
+        if self._secret is None or color.lower() not in known:
+            return _Answer(lambda: (404, _TEXT, b"no such override\n"))
+        secret = self._secret
+        return _Answer(lambda: (200, _TEXT, make_pass(secret, known[color.lower()]).encode("ascii") + b"\n"))
 
 
 class AdminSite(Site):

@@ -9,6 +9,9 @@ from urllib.parse import urlsplit
 
 from attrs import frozen
 
+from ._sticky import DEFAULT_COOKIE, DEFAULT_MAX_AGE, STICKY_OFF, StickyMode, is_token, parse_sticky
+from .override import PASS_COOKIE, parse_secret
+
 __all__ = [
     "Backend",
     "BackendURL",
@@ -135,6 +138,16 @@ class Tunables:
     fast_transport: bool = True
     # How long a tunnel (an upgraded connection) may carry no byte either way.
     tunnel_idle_timeout: float = 3600.0
+    # What a user is known by, to keep them on one colour.
+    sticky: StickyMode = STICKY_OFF
+    # The proxy's own cookie, in sticky cookie mode.
+    sticky_cookie: bytes = DEFAULT_COOKIE
+    # Keys the hash from a sticky key to its colour; None: unkeyed.
+    sticky_secret: bytes | None = None
+    # The sticky cookie's Max-Age, in seconds.
+    sticky_max_age: int = DEFAULT_MAX_AGE
+    # None: tester override passes are off (and ignored).
+    override_secret: bytes | None = None
 
 
 @frozen
@@ -355,6 +368,32 @@ def _parse_health_path(text: str) -> str:
     return path
 
 
+def _parse_cookie_name(text: str) -> bytes:
+    name = text.strip()
+    if not is_token(name):
+        raise ValueError("not a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
+    cookie_name = name.encode("ascii")
+    if cookie_name == PASS_COOKIE:
+        # The forwarder takes that cookie off every request, so the key
+        # would never reach the backend, and a pass would be read as a key.
+        raise ValueError("is the override pass's cookie, which is taken off every request")
+    return cookie_name
+
+
+# Max-Age's upper bound: what a signed 32-bit number holds; browsers cap
+# it at 400 days anyway (RFC 6265bis).
+_MAX_MAX_AGE = 2**31 - 1
+
+
+def _parse_max_age(text: str) -> int:
+    stripped = text.strip()
+    # The length first: int() of thousands of digits is refused with a
+    # message about int() itself.
+    if len(stripped) > 10 or not _DIGITS.match(stripped) or int(stripped) > _MAX_MAX_AGE:
+        raise ValueError(f"must be a whole number of seconds from 0 to {_MAX_MAX_AGE}")
+    return int(stripped)
+
+
 # (attribute of Tunables, variable, parser)
 _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("max_body", "SILLYPROXY_MAX_BODY", parse_size),
@@ -373,6 +412,13 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("access_log", "SILLYPROXY_ACCESS_LOG", _parse_access_log),
     ("fast_transport", "SILLYPROXY_FAST_TRANSPORT", parse_switch),
     ("tunnel_idle_timeout", "SILLYPROXY_TUNNEL_IDLE_TIMEOUT", parse_seconds),
+    ("sticky", "SILLYPROXY_STICKY", parse_sticky),
+    ("sticky_cookie", "SILLYPROXY_STICKY_COOKIE", _parse_cookie_name),
+    # Both secrets are read as `python -m sillyproxy.override` reads its
+    # own, so that the passes it prints are the ones the proxy accepts.
+    ("sticky_secret", "SILLYPROXY_STICKY_SECRET", parse_secret),
+    ("sticky_max_age", "SILLYPROXY_STICKY_MAX_AGE", _parse_max_age),
+    ("override_secret", "SILLYPROXY_OVERRIDE_SECRET", parse_secret),
 )
 
 KNOWN_VARIABLES: frozenset[str] = frozenset(

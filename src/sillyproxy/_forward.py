@@ -39,7 +39,9 @@ from ._site import ProxyRequest
 from ._sweep import Sweep
 from ._target import has_dot_segment, join_target, origin_form
 from ._timestamps import http_date
+from ._sticky import STICKY_OFF, StickyMode, cookie, new_key, set_cookie, valid_key, without_cookies
 from ._tunnel import Switched, Tunnel, wants_upgrade
+from .override import verify_pass
 from ._upload import ReceivedBodyProducer
 
 __all__ = ["ForwardingResource", "RequestCounter", "write_plain_error"]
@@ -60,6 +62,14 @@ _NOT_RELAYED_ON_SWITCH = frozenset(
         b"x-request-id",
     }
 )
+
+# How a request was routed, while it has not ended otherwise.
+_ROUTED = frozenset({Outcome.FORWARDED, Outcome.FAILOVER, Outcome.STICKY, Outcome.OVERRIDE})
+
+# The tester's override pass, as a request header or a cookie; taken off
+# every request, overrides on or off.
+OVERRIDE_COOKIE = b"sillyproxy-color"
+_OVERRIDE_COOKIES = frozenset({OVERRIDE_COOKIE})
 
 # A backend URL's path that joins nothing onto a target.
 _NO_BASE_PATH = (b"", b"/")
@@ -137,6 +147,8 @@ class RequestCounter(Protocol):
 
     def tunnel_opened(self, color: str) -> None: ...
 
+    def override_rejected(self) -> None: ...
+
     def tunnel_closed(self, color: str) -> None: ...
 
 
@@ -156,6 +168,9 @@ class _NoMetrics:
         pass
 
     def tunnel_opened(self, color: str) -> None:
+        pass
+
+    def override_rejected(self) -> None:
         pass
 
     def tunnel_closed(self, color: str) -> None:
@@ -215,6 +230,11 @@ class _Settings:
     watch: _SlowResponseWatch
     generate_request_id: Callable[[], bytes]
     trusted_proxies: Networks
+    sticky: StickyMode
+    sticky_cookie: bytes
+    sticky_max_age: int
+    override_secret: bytes | None
+    colors: tuple[str, ...]
 
 
 class ForwardingResource(Resource):
@@ -244,6 +264,10 @@ class ForwardingResource(Resource):
         a valid C{X-Request-Id}.
     @param trusted_proxies: the networks whose forwarding headers are
         believed (C{SILLYPROXY_TRUSTED_PROXIES}).
+    @param sticky: what a user is known by, for sticky routing
+        (C{SILLYPROXY_STICKY}); with C{sticky_cookie}, C{sticky_max_age}.
+    @param override_secret: turns tester override passes on
+        (C{SILLYPROXY_OVERRIDE_SECRET}).
     """
 
     isLeaf = True
@@ -261,6 +285,10 @@ class ForwardingResource(Resource):
         metrics: RequestCounter | None = None,
         generate_request_id: Callable[[], bytes] = new_request_id,
         trusted_proxies: Networks = (),
+        sticky: StickyMode = STICKY_OFF,
+        sticky_cookie: bytes = b"sillyproxy",
+        sticky_max_age: int = 2592000,
+        override_secret: bytes | None = None,
     ) -> None:
         super().__init__()
         self._settings = _Settings(
@@ -277,6 +305,11 @@ class ForwardingResource(Resource):
             ),
             generate_request_id=generate_request_id,
             trusted_proxies=trusted_proxies,
+            sticky=sticky,
+            sticky_cookie=sticky_cookie,
+            sticky_max_age=sticky_max_age,
+            override_secret=override_secret,
+            colors=tuple(b.color for b in router.backends),
         )
 
     def render(self, request: Request) -> bytes | int:
@@ -318,6 +351,11 @@ class _Exchange:
         self._tried: list[str] = []
         # The protocols asked for (Upgrade), when the request may become a tunnel.
         self._upgrade: Sequence[bytes] | None = None
+        self._sticky_key: bytes | None = None
+        # The sticky cookie to set on the response: the request had no valid one.
+        self._set_cookie: bytes | None = None
+        # The colour a valid override pass named.
+        self._override: str | None = None
         self._tunnel: Tunnel | None = None
 
     def start(self) -> None:
@@ -346,7 +384,10 @@ class _Exchange:
         ):
             self._upgrade = upgrade
         router = self._settings.router
-        backend = router.choose()
+        backend = self._route()
+        if self._override is not None and (backend is None or not router.available(backend)):
+            self._override_cannot_serve()
+            return
         if backend is None:
             if router.configured:
                 self._no_healthy_backend()
@@ -355,8 +396,79 @@ class _Exchange:
             return
         self._send(backend)
 
+    def _route(self) -> Backend | None:
+        """
+        The colour for this request: a tester's valid override pass first,
+        then the user's sticky key, else a weighted draw.  Takes the
+        override pass off the request, so it never reaches a backend.
+        """
+        settings = self._settings
+        request = self._request
+        headers = request.requestHeaders
+        cookies = headers.getRawHeaders(b"cookie")
+        presented = headers.getRawHeaders(b"sillyproxy-color")
+        if presented is not None:
+            headers.removeHeader(b"sillyproxy-color")
+        if cookies is not None:
+            pass_cookie = cookie(cookies, OVERRIDE_COOKIE)
+            if pass_cookie is not None:
+                if presented is None:
+                    presented = [pass_cookie]
+                kept = without_cookies(cookies, _OVERRIDE_COOKIES)
+                if kept is None:
+                    headers.removeHeader(b"cookie")
+                else:
+                    headers.setRawHeaders(b"cookie", kept)
+        key = self._sticky_key_of(cookies)
+        router = settings.router
+        if presented is not None and settings.override_secret is not None:
+            color = verify_pass(settings.override_secret, presented[0], settings.colors)
+            if color is None:
+                settings.metrics.override_rejected()
+            else:
+                self._override = color
+                self._outcome = Outcome.OVERRIDE
+                return router.backend(color)
+        if key is not None:
+            self._sticky_key = key
+            self._outcome = Outcome.STICKY
+            return router.choose_for(key)
+        return router.choose()
+
+    def _sticky_key_of(self, cookies: Sequence[bytes] | None) -> bytes | None:
+        """The key this request's user is known by, making one (and its cookie) if need be."""
+        settings = self._settings
+        mode = settings.sticky
+        if mode.kind == "off":
+            return None
+        if mode.kind == "cookie":
+            value = cookie(cookies, settings.sticky_cookie)
+            if value is not None and valid_key(value.decode("ascii", "replace")):
+                return value
+            key = new_key()
+            self._set_cookie = set_cookie(
+                settings.sticky_cookie, key, settings.sticky_max_age, self._request.isSecure()
+            )
+            return key.encode("ascii")
+        if mode.kind == "header":
+            assert mode.header is not None
+            values = self._request.requestHeaders.getRawHeaders(mode.header)
+            return values[0] if values and values[0] else None
+        # By IP address (not port): the client's, as the access log has it.
+        client = self._logged_client()
+        return client.encode("ascii") if client != "-" else None
+
+    def _override_cannot_serve(self) -> None:
+        self._outcome = Outcome.UPSTREAM_FAILED
+        self._failure = UpstreamFailure(
+            503, f"override colour {self._override} has no healthy backend", "connect"
+        )
+        self._answer_error(503, self._failure.message)
+
     def _answer_error(self, status: int, message: str) -> None:
         self._request.responseHeaders.setRawHeaders(b"x-request-id", [self._request_id])
+        if self._set_cookie is not None:
+            self._request.responseHeaders.addRawHeader(b"set-cookie", self._set_cookie)
         write_plain_error(self._request, status, message, self._settings.clock.seconds())
 
     def _no_healthy_backend(self) -> None:
@@ -447,6 +559,8 @@ class _Exchange:
         copy_canonical_headers(outgoing, for_client(response.headers.getAllRawHeaders()))  # type: ignore[arg-type]
         # The id in this proxy's access log, whatever the backend said.
         outgoing.setRawHeaders(b"x-request-id", [self._request_id])
+        if self._set_cookie is not None:
+            outgoing.addRawHeader(b"set-cookie", self._set_cookie)
         if not response.headers.hasHeader(b"date"):
             # RFC 9110 section 6.6.1: a recipient with a clock adds Date to a
             # response it forwards without one.
@@ -546,6 +660,10 @@ class _Exchange:
             self._outcome = Outcome.FAILOVER
             self._send(retry)
             return
+        if self._override is not None:
+            # A tester asked for this colour: never a silent switch to another.
+            self._override_cannot_serve()
+            return
         if problem.status == 503:
             self._no_healthy_backend()
             return
@@ -567,9 +685,15 @@ class _Exchange:
         router = self._settings.router
         current = self._backend
         assert current is not None
-        # Another address of the same colour if there is one, else another colour.
+        # Another address of the same colour if there is one, else another
+        # colour: the key's next best for a sticky request, none for an
+        # override.
         if len(router.upstreams[current.color].addresses) > 1 and router.available(current):
             return current
+        if self._override is not None:
+            return None
+        if self._sticky_key is not None:
+            return router.choose_for(self._sticky_key, exclude=self._tried)
         return router.choose(exclude=self._tried)
 
     def _backend_failed_mid_body(self, outcome: Outcome) -> None:
@@ -618,7 +742,7 @@ class _Exchange:
                     pending.cancel()
                 elif self._relay is not None:
                     self._relay.abandon()
-                if self._outcome in (Outcome.FORWARDED, Outcome.FAILOVER):
+                if self._outcome in _ROUTED:
                     self._outcome = Outcome.CLIENT_CLOSED
         status = request.code
         if self._outcome is Outcome.CLIENT_CLOSED and not request.startedWriting:

@@ -123,6 +123,7 @@ class ProxyMetrics(Collector):
         self._retries: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, int] = {b.color: 0 for b in router.backends}
         self.open_tunnels: dict[str, int] = {b.color: 0 for b in router.backends}
+        self._override_rejected = 0
         # Per colour: a count per bucket (the last for +Inf) and the sum.
         self._durations: dict[str, tuple[list[int], list[float]]] = {
             b.color: ([0] * (len(_BUCKETS) + 1), [0.0]) for b in router.backends
@@ -137,6 +138,10 @@ class ProxyMetrics(Collector):
 
     def request_ended(self, color: str) -> None:
         self._inflight[color] -= 1
+
+    def override_rejected(self) -> None:
+        """A request came with an override pass that did not verify."""
+        self._override_rejected += 1
 
     def tunnel_opened(self, color: str) -> None:
         self.open_tunnels[color] = self.open_tunnels.get(color, 0) + 1
@@ -218,4 +223,9 @@ class ProxyMetrics(Collector):
             durations.add_metric([color], buckets, sum_value=total[0])
         build = GaugeMetricFamily("sillyproxy_build_info", "The running version.", labels=["version"])
         build.add_metric([self._version], 1)
-        yield from (requests, errors, retries, inflight, tunnels, durations, build)
+        rejected = CounterMetricFamily(
+            "sillyproxy_override_rejected",
+            "Requests whose override pass did not verify (and were routed as usual).",
+        )
+        rejected.add_metric([], self._override_rejected)
+        yield from (requests, errors, retries, inflight, tunnels, rejected, durations, build)

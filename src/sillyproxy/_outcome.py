@@ -17,6 +17,9 @@ class Outcome(Enum):
     FORWARDED = ""
     # The first colour failed before answering; another one did.
     FAILOVER = "failover"
+    # Routed by the user's sticky key, or by a tester's override pass.
+    STICKY = "sticky"
+    OVERRIDE = "override"
     CLIENT_CLOSED = "client closed"
     NO_HEALTHY_BACKENDS = "no healthy backends"
     # The backend failed before a response began: the access log prints

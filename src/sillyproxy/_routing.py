@@ -12,6 +12,7 @@ from twisted.web.iweb import IBodyProducer, IResponse
 from ._address import BackendAddress
 from ._config import Backend
 from ._selection import WeightedChooser
+from ._sticky import Ranker
 from ._tunnel import Switched
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class Router:
     proportion to their weights.
 
     @param randbelow: a uniform integer in C{[0, n)}; seed it in tests.
+    @param sticky_secret: keys the hash that gives a sticky key its colour
+        (C{SILLYPROXY_STICKY_SECRET}); empty for an unkeyed hash.
     """
 
     def __init__(
@@ -78,11 +81,33 @@ class Router:
         backends: Sequence[Backend],
         upstreams: Mapping[str, Upstream],
         randbelow: Callable[[int], int],
+        sticky_secret: bytes = b"",
     ) -> None:
         self.backends = tuple(backends)
         self.upstreams = upstreams
         self._randbelow = randbelow
         self._chooser = WeightedChooser(self.backends, randbelow)
+        self._by_color = {b.color: b for b in self.backends}
+        self._ranker = Ranker([(b.color, b.weight) for b in self.backends], sticky_secret)
+
+    def backend(self, color: str) -> Backend | None:
+        """The configured colour of that name, if there is one."""
+        return self._by_color.get(color)
+
+    def choose_for(self, key: bytes, exclude: Collection[str] = ()) -> Backend | None:
+        """
+        The colour for a sticky key: its best by rendezvous hashing over the
+        configured weights, or, when that one cannot serve (or is
+        excluded), its next best, so that a failover is as stable as the
+        first choice.  None when none can serve.
+        """
+        for color in self._ranker.rank(key):
+            if color in exclude:
+                continue
+            backend = self._by_color[color]
+            if self.available(backend):
+                return backend
+        return None
 
     @property
     def configured(self) -> bool:

@@ -120,6 +120,16 @@ def routing_table(config: ProxyConfig) -> list[str]:
         lines.append(f"{color:<8} not served: {color.upper()} is not set")
     if total == 0:
         lines.append("no colour has a weight above 0: every request gets 502")
+    tunables = config.tunables
+    if tunables.sticky.kind != "off":
+        lines.append(f"sticky by {tunables.sticky.describe()}")
+        if tunables.sticky_secret is None:
+            lines.append(
+                "SILLYPROXY_STICKY_SECRET is not set: sticky colours come from an unkeyed "
+                "hash, so a client can predict which colour a key gets"
+            )
+    if tunables.override_secret is not None:
+        lines.append("tester overrides on (Sillyproxy-Color header or sillyproxy-color cookie)")
     return lines
 
 
@@ -161,6 +171,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         config.backends,
         {u.backend.color: u for u in upstreams},
         random.Random().randrange,
+        sticky_secret=tunables.sticky_secret or b"",
     )
     metrics = ProxyMetrics(
         registry_with_process_metrics(),
@@ -189,6 +200,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             tunnel_idle_timeout=tunables.tunnel_idle_timeout,
             metrics=metrics,
             trusted_proxies=tunables.trusted_proxies,
+            sticky=tunables.sticky,
+            sticky_cookie=tunables.sticky_cookie,
+            sticky_max_age=tunables.sticky_max_age,
+            override_secret=tunables.override_secret,
         ),
         reactor=reactor,
         max_body=tunables.max_body,
@@ -204,7 +219,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         # /status says "listen": a string, as it did with one listener.
         admin_site = AdminSite(
             admin_resource(
-                metrics, router, site, reactor.seconds, __version__, " ".join(config.listen)
+                metrics,
+                router,
+                site,
+                reactor.seconds,
+                __version__,
+                " ".join(config.listen),
+                override_secret=tunables.override_secret,
             )
         )
         admin = (listeners.endpoint(tunables.admin_listen), admin_site)
