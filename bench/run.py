@@ -232,6 +232,12 @@ def main() -> None:
     targets: dict[str, Callable[[int], tuple[list[str], dict[str, str]]] | None] = {
         "direct": None,
         "sillyproxy": sillyproxy(twistd, proxy_env),
+        # wrk keeps no cookies: every request is a new user, who gets a new
+        # key and a Set-Cookie, the most sticky routing ever costs.
+        "sillyproxy (sticky cookie)": sillyproxy(
+            twistd,
+            {**proxy_env, "SILLYPROXY_STICKY": "cookie", "SILLYPROXY_STICKY_SECRET": "bench"},
+        ),
         "ReverseProxyResource": lambda port: (
             [python, str(ROOT / "bench" / "reverse_proxy_resource.py"), str(port), str(blue)],
             {},

@@ -49,6 +49,7 @@ pids+=($!)
 V2=1 "$twistd" --nodaemon --pidfile= --logfile=green.log myapp --listen "tcp:$green_port:interface=127.0.0.1" &
 pids+=($!)
 BLUE="http://127.0.0.1:$blue_port" GREEN="http://127.0.0.1:$green_port/" BLUE_WEIGHT=4 GREEN_WEIGHT=1 \
+  SILLYPROXY_STICKY=cookie SILLYPROXY_STICKY_SECRET=demo-sticky-secret SILLYPROXY_OVERRIDE_SECRET=demo-override-secret \
   SILLYPROXY_ADMIN_LISTEN="tcp:$admin_port:interface=127.0.0.1" \
   "$twistd" --nodaemon --pidfile= --logfile=- sillyproxy --listen "tcp:$proxy_port:interface=127.0.0.1" \
   --listen "ssl:$tls_port:interface=127.0.0.1:privateKey=$logs/key.pem:certKey=$logs/cert.pem" &
@@ -63,7 +64,9 @@ cat <<MSG
 sillyproxy is on http://127.0.0.1:$proxy_port, 4 parts blue (plain text) to 1 part green (HTML).
 Try:
   curl http://127.0.0.1:$proxy_port/
-  for i in \$(seq 10); do curl -s http://127.0.0.1:$proxy_port/; done
+  for i in \$(seq 10); do curl -s http://127.0.0.1:$proxy_port/; done                      # the 4:1 split
+  for i in \$(seq 10); do curl -s -c $logs/jar -b $logs/jar http://127.0.0.1:$proxy_port/; done   # sticky: one colour
+  curl -s -H "Sillyproxy-Color: \$(curl -s http://127.0.0.1:$admin_port/override/green)" http://127.0.0.1:$proxy_port/   # a tester's pass to green
 TLS (self-signed for the demo): curl --cacert $logs/cert.pem https://127.0.0.1:$tls_port/
 HTTP/2 (over TLS): curl --http2 -sv --cacert $logs/cert.pem https://127.0.0.1:$tls_port/ 2>&1 | grep -E '^< HTTP|^blue|^<h1' 
 A WebSocket (myapp's /ws echoes with its colour): $root/.venv/bin/python -m websockets ws://127.0.0.1:$proxy_port/ws
