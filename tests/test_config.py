@@ -336,7 +336,7 @@ class ProblemTests(TableTests):
         ({"SILLYPROXY_STICKY_SECRET": " s3cret\n"}, "sticky_secret", b"s3cret"),
         ({"SILLYPROXY_STICKY_SECRET": "  "}, "sticky_secret", None),
         ({}, "sticky_max_age", 2592000),
-        ({"SILLYPROXY_STICKY_MAX_AGE": "0"}, "sticky_max_age", 0),
+        ({"SILLYPROXY_STICKY_MAX_AGE": "1"}, "sticky_max_age", 1),
         ({"SILLYPROXY_STICKY_MAX_AGE": " 3600 "}, "sticky_max_age", 3600),
         ({"SILLYPROXY_STICKY_MAX_AGE": "2147483647"}, "sticky_max_age", 2147483647),
         ({"SILLYPROXY_STICKY_MAX_AGE": ""}, "sticky_max_age", 2592000),
@@ -423,11 +423,13 @@ class ProblemTests(TableTests):
             "sillyproxy-color",
             "is the override pass's cookie, which is taken off every request",
         ),
-        ("SILLYPROXY_STICKY_MAX_AGE", "-1", "must be a whole number of seconds from 0 to 2147483647"),
-        ("SILLYPROXY_STICKY_MAX_AGE", "1.5", "must be a whole number of seconds from 0 to 2147483647"),
-        ("SILLYPROXY_STICKY_MAX_AGE", "30d", "must be a whole number of seconds from 0 to 2147483647"),
-        ("SILLYPROXY_STICKY_MAX_AGE", "2147483648", "must be a whole number of seconds from 0 to 2147483647"),
-        ("SILLYPROXY_STICKY_MAX_AGE", "9" * 5000, "must be a whole number of seconds from 0 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "-1", "must be a whole number of seconds from 1 to 2147483647"),
+        # 0 would make every browser drop the cookie at once.
+        ("SILLYPROXY_STICKY_MAX_AGE", "0", "must be a whole number of seconds from 1 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "1.5", "must be a whole number of seconds from 1 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "30d", "must be a whole number of seconds from 1 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "2147483648", "must be a whole number of seconds from 1 to 2147483647"),
+        ("SILLYPROXY_STICKY_MAX_AGE", "9" * 5000, "must be a whole number of seconds from 1 to 2147483647"),
     )
     def test_tunables_refused(self, variable: str, text: str, reason: str) -> None:
         """If a SILLYPROXY_* setting is malformed, then the error names it, its value and the reason."""

@@ -123,18 +123,23 @@ def admin_resource(
 class _OverridePasses(Resource):
     """C{/override/COLOUR}: the pass a tester presents to reach that colour."""
 
+    isLeaf = True
+
     def __init__(self, router: Router, secret: bytes | None) -> None:
         super().__init__()
         self._router = router
         self._secret = secret
 
-    def getChild(self, path: bytes, request: Request) -> Resource:
-        color = path.decode("ascii", "replace")
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", _TEXT)
+        request.setHeader(b"cache-control", b"no-store")
         known = {b.color.lower(): b.color for b in self._router.backends}
-        if self._secret is None or color.lower() not in known:
-            return _Answer(lambda: (404, _TEXT, b"no such override\n"))
-        secret = self._secret
-        return _Answer(lambda: (200, _TEXT, make_pass(secret, known[color.lower()]).encode("ascii") + b"\n"))
+        segments = request.postpath or []
+        color = segments[0].decode("ascii", "replace").lower() if len(segments) == 1 else ""
+        if self._secret is None or color not in known:
+            request.setResponseCode(404)
+            return b"no such override\n"
+        return make_pass(self._secret, known[color]).encode("ascii") + b"\n"
 
 
 class AdminSite(Site):

@@ -389,8 +389,13 @@ def _parse_max_age(text: str) -> int:
     stripped = text.strip()
     # The length first: int() of thousands of digits is refused with a
     # message about int() itself.
-    if len(stripped) > 10 or not _DIGITS.match(stripped) or int(stripped) > _MAX_MAX_AGE:
-        raise ValueError(f"must be a whole number of seconds from 0 to {_MAX_MAX_AGE}")
+    if (
+        len(stripped) > 10
+        or not _DIGITS.match(stripped)
+        or not 1 <= int(stripped) <= _MAX_MAX_AGE
+    ):
+        # 0 would make browsers drop the cookie at once: no user would stick.
+        raise ValueError(f"must be a whole number of seconds from 1 to {_MAX_MAX_AGE}")
     return int(stripped)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
@@ -454,9 +455,15 @@ class _Exchange:
             assert mode.header is not None
             values = self._request.requestHeaders.getRawHeaders(mode.header)
             return values[0] if values and values[0] else None
-        # By IP address (not port): the client's, as the access log has it.
+        # By IP address (not port): the client's, as the access log has it,
+        # written one way whatever way a forwarding header spelled it.
         client = self._logged_client()
-        return client.encode("ascii") if client != "-" else None
+        if client == "-":
+            return None
+        try:
+            return ipaddress.ip_address(client).compressed.encode("ascii")
+        except ValueError:
+            return client.encode("ascii", "replace")
 
     def _override_cannot_serve(self) -> None:
         self._outcome = Outcome.UPSTREAM_FAILED
@@ -614,6 +621,8 @@ class _Exchange:
             if lowered not in _NOT_RELAYED_ON_SWITCH and lowered not in named:
                 lines.append(name + b": " + value)
         lines.append(b"X-Request-Id: " + self._request_id)
+        if self._set_cookie is not None:
+            lines.append(b"Set-Cookie: " + self._set_cookie)
         request.setResponseCode(101)
         channel.transport.write(b"\r\n".join(lines) + b"\r\n\r\n")
         tunnel = self._tunnel = Tunnel(channel.transport, backend.transport)
@@ -660,8 +669,10 @@ class _Exchange:
             self._outcome = Outcome.FAILOVER
             self._send(retry)
             return
-        if self._override is not None:
-            # A tester asked for this colour: never a silent switch to another.
+        if self._override is not None and not problem.maybe_sent:
+            # A tester asked for this colour and it could not be reached:
+            # never a silent switch to another.  (Anything else, a timeout
+            # or a reset after sending, is answered as for any request.)
             self._override_cannot_serve()
             return
         if problem.status == 503:

@@ -322,6 +322,10 @@ def parse_sticky(text: str) -> StickyMode:
             raise ValueError(_NEEDS_NAME)
         if not is_token(name):
             raise ValueError(f"{name!r} is not a header name ({_TCHAR_TEXT})")
+        if name.lower() == "sillyproxy-color":
+            # The proxy takes that header off every request (it carries
+            # tester passes), so it could never be a key.
+            raise ValueError("Sillyproxy-Color carries override passes and cannot be the sticky key")
         return StickyMode("header", name.lower().encode("ascii"))
     if colon or kind not in _KINDS:
         raise ValueError("must be off, cookie, header:NAME or ip")
