@@ -739,37 +739,9 @@ class _Exchange:
         self._stop_timer()
         tunnel = self._tunnel
         if tunnel is not None:
-            settings.watch.tunnels.discard(tunnel)
-            assert self._backend is not None
-            settings.metrics.tunnel_closed(self._backend.color)
+            status, sent, reason = self._tunnel_ended(tunnel)
         else:
-            if self._backend is not None:
-                settings.metrics.request_ended(self._backend.color)
-            if isinstance(result, Failure):
-                if self._pending is not None:
-                    # The client is gone: abandon the backend request, which
-                    # closes its connection rather than pooling a half-read one.
-                    pending, self._pending = self._pending, None
-                    pending.cancel()
-                elif self._relay is not None:
-                    self._relay.abandon()
-                if self._outcome in _ROUTED:
-                    self._outcome = Outcome.CLIENT_CLOSED
-        status = request.code
-        if self._outcome is Outcome.CLIENT_CLOSED and not request.startedWriting:
-            # Nothing was answered: the backend's status (or the default
-            # 200) would count a hung backend as a success.
-            status = CLIENT_CLOSED_REQUEST
-        if tunnel is not None:
-            status = 101
-            reason = (
-                f"tunnel closed by {tunnel.ended_by or 'client'}, "
-                f"{tunnel.bytes_from_client} bytes from the client"
-            )
-        elif self._outcome is Outcome.UPSTREAM_FAILED and self._failure is not None:
-            reason = self._failure.message
-        else:
-            reason = self._outcome.value
+            status, sent, reason = self._request_ended(result)
         settings.on_finished(
             AccessRecord(
                 time=self._started,
@@ -778,7 +750,7 @@ class _Exchange:
                 target=request.uri,
                 color=self._backend.color if self._backend else "-",
                 status=status,
-                body_bytes=tunnel.bytes_from_backend if tunnel is not None else request.sentLength,
+                body_bytes=sent,
                 duration=settings.clock.seconds() - self._started,
                 outcome=reason,
                 upstream=self._upstream_address,
@@ -787,3 +759,41 @@ class _Exchange:
                 request_id=self._request_id.decode("ascii"),
             )
         )
+
+    def _tunnel_ended(self, tunnel: Tunnel) -> tuple[int, int, str]:
+        """A tunnel's end, for the access log: status, bytes to the client, reason."""
+        settings = self._settings
+        settings.watch.tunnels.discard(tunnel)
+        assert self._backend is not None
+        settings.metrics.tunnel_closed(self._backend.color)
+        reason = (
+            f"tunnel closed by {tunnel.ended_by or 'client'}, "
+            f"{tunnel.bytes_from_client} bytes from the client"
+        )
+        return 101, tunnel.bytes_from_backend, reason
+
+    def _request_ended(self, result: object) -> tuple[int, int, str]:
+        """A request's end, for the access log: status, body bytes sent, reason."""
+        request = self._request
+        if self._backend is not None:
+            self._settings.metrics.request_ended(self._backend.color)
+        if isinstance(result, Failure):
+            if self._pending is not None:
+                # The client is gone: abandon the backend request, which
+                # closes its connection rather than pooling a half-read one.
+                pending, self._pending = self._pending, None
+                pending.cancel()
+            elif self._relay is not None:
+                self._relay.abandon()
+            if self._outcome in _ROUTED:
+                self._outcome = Outcome.CLIENT_CLOSED
+        status = request.code
+        if self._outcome is Outcome.CLIENT_CLOSED and not request.startedWriting:
+            # Nothing was answered: the backend's status (or the default
+            # 200) would count a hung backend as a success.
+            status = CLIENT_CLOSED_REQUEST
+        if self._outcome is Outcome.UPSTREAM_FAILED and self._failure is not None:
+            reason = self._failure.message
+        else:
+            reason = self._outcome.value
+        return status, request.sentLength, reason

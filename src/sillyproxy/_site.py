@@ -449,13 +449,13 @@ class ProxyChannel(HTTPChannelWithHooks):
         )
 
 
-@implementer(IHalfCloseableProtocol)
 class NegotiatingChannel(Protocol):
     """
     A TLS connection's protocol: the HTTP/1.1 channel, swapped for an
     HTTP/2 connection at the first bytes if ALPN chose C{h2}.  The channel
     exists from the start, so the header timeout and the drain cover a
-    connection that never sends anything.
+    connection that never sends anything.  (Twisted's TLS layer reports no
+    half-close, so this protocol takes none.)
     """
 
     def __init__(self, site: ProxySite, channel: ProxyChannel) -> None:
@@ -488,16 +488,6 @@ class NegotiatingChannel(Protocol):
         # Paused and resumed by the transport as its write buffer fills and
         # drains, as the channel was.
         self.transport.registerProducer(connection, True)  # type: ignore[union-attr]
-
-    def readConnectionLost(self) -> None:
-        inner = self._inner
-        if IHalfCloseableProtocol.providedBy(inner):
-            inner.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        pass
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
