@@ -358,6 +358,7 @@ class ProblemTests(TableTests):
         ("SILLYPROXY_CONNECT_TIMEOUT", "nan", "must be more than 0 and at most 86400 seconds"),
         ("SILLYPROXY_IDLE_TIMEOUT", "inf", "must be more than 0 and at most 86400 seconds"),
         ("SILLYPROXY_BACKEND_KEEPALIVE", "-1", "must be a whole number from 0 to 100000"),
+        ("SILLYPROXY_BACKEND_KEEPALIVE", "9" * 5000, "must be a whole number from 0 to 100000"),
         ("SILLYPROXY_ACCESS_LOG", "xml", "must be text, json or off"),
         ("SILLYPROXY_FAST_TRANSPORT", "maybe", "must be 1 or 0"),
         ("BLUE_HEALTH", "healthz", "must be an ASCII path starting with /"),
@@ -486,3 +487,131 @@ class ProblemTests(TableTests):
             ),
             (StickyMode("off"), b"sillyproxy", None, 2592000, None),
         )
+
+
+_G = {"BLUE": "http://b", "GREEN": "http://g"}
+_RAMPED = {**_G, "GREEN_RAMP": "1,5,25", "GREEN_RAMP_START": "2026-12-01T10:00:00Z"}
+
+
+class CanaryConfigTests(TableTests):
+    def test_ramp(self) -> None:
+        """If a colour ramps, then it has the ramp, the default 5-minute step and no weight of its own."""
+        green = parse_config(_RAMPED).backends[1]
+        assert green.ramp is not None
+        self.assertEqual(
+            (green.weight, green.ramp.percents, green.ramp.start, green.ramp.step),
+            (0, (1.0, 5.0, 25.0), 1796119200.0, 300.0),
+        )
+
+    def test_rollback_and_mirror(self) -> None:
+        """If a colour is armed for rollback and mirrored, then both settings are kept, per colour."""
+        config = parse_config(
+            {**_G, "GREEN_ROLLBACK_ERROR_RATE": "0.05", "GREEN_MIRROR": "12.5", "GREEN_WEIGHT": "0"}
+        )
+        blue, green = config.backends
+        self.assertEqual((blue.rollback_error_rate, blue.mirror_percent), (None, None))
+        self.assertEqual((green.rollback_error_rate, green.mirror_percent), (0.05, 12.5))
+
+    @rows(
+        (
+            {**_RAMPED, "GREEN_WEIGHT": "1"},
+            ["GREEN_RAMP='1,5,25': a ramping colour's share comes from its ramp: unset GREEN_WEIGHT"],
+        ),
+        (
+            {**_RAMPED, "BLUE_RAMP": "10", "BLUE_RAMP_START": "2026-12-01T10:00:00Z"},
+            ["GREEN_RAMP='1,5,25': only one colour may ramp at a time (BLUE_RAMP is set too)"],
+        ),
+        (
+            {**_G, "GREEN_RAMP": "5,1", "GREEN_RAMP_START": "2026-12-01T10:00:00Z"},
+            ["GREEN_RAMP='5,1': not strictly increasing (5 then 1)"],
+        ),
+        (
+            {**_G, "GREEN_RAMP": "50,101", "GREEN_RAMP_START": "2026-12-01T10:00:00Z"},
+            ["GREEN_RAMP='50,101': 101 is not from 0 to 100"],
+        ),
+        ({**_G, "GREEN_RAMP": "5"}, ["GREEN_RAMP_START: required with GREEN_RAMP"]),
+        (
+            {**_G, "GREEN_RAMP": "5", "GREEN_RAMP_START": "2026-12-01T10:00:00"},
+            [
+                "GREEN_RAMP_START='2026-12-01T10:00:00': not an RFC 3339 time with a zone, "
+                "such as 2026-12-01T10:00:00Z"
+            ],
+        ),
+        (
+            {**_RAMPED, "GREEN_RAMP_STEP": "5 days"},
+            [
+                "GREEN_RAMP_STEP='5 days': not a duration (a number with an optional unit s, m or h: "
+                "90s, 5m, 1.5h)"
+            ],
+        ),
+        ({**_G, "GREEN_RAMP_STEP": "5m"}, ["GREEN_RAMP_STEP='5m': set, but GREEN_RAMP is not"]),
+        (
+            {"BLUE": "http://b", "GREEN_RAMP": "5", "GREEN_MIRROR": "5"},
+            [
+                "GREEN_RAMP='5': set, but GREEN (the backend URL) is not",
+                "GREEN_MIRROR='5': set, but GREEN (the backend URL) is not",
+            ],
+        ),
+        ({**_G, "GREEN_ROLLBACK_ERROR_RATE": "5%"}, ["GREEN_ROLLBACK_ERROR_RATE='5%': not a number"]),
+        (
+            {**_G, "GREEN_ROLLBACK_ERROR_RATE": "1.5"},
+            ["GREEN_ROLLBACK_ERROR_RATE='1.5': must be a fraction from 0 to 1"],
+        ),
+        (
+            {**_G, "GREEN_ROLLBACK_ERROR_RATE": "nan"},
+            ["GREEN_ROLLBACK_ERROR_RATE='nan': must be a fraction from 0 to 1"],
+        ),
+        ({**_G, "GREEN_MIRROR": "101"}, ["GREEN_MIRROR='101': must be a percentage from 0 to 100"]),
+        ({**_G, "GREEN_MIRROR": "-1"}, ["GREEN_MIRROR='-1': must be a percentage from 0 to 100"]),
+        (
+            {**_G, "SILLYPROXY_ANALYSIS_MIN_REQUESTS": "0"},
+            ["SILLYPROXY_ANALYSIS_MIN_REQUESTS='0': must be a whole number from 1 to 100000"],
+        ),
+        (
+            {**_G, "SILLYPROXY_ANALYSIS_WINDOW": "0"},
+            ["SILLYPROXY_ANALYSIS_WINDOW='0': must be more than 0 and at most 86400 seconds"],
+        ),
+        (
+            {**_G, "SILLYPROXY_ROLLBACK_HEALTHZ": "maybe"},
+            ["SILLYPROXY_ROLLBACK_HEALTHZ='maybe': must be 1 or 0"],
+        ),
+        (
+            {**_G, "SILLYPROXY_MIRROR_MAX_INFLIGHT": "none"},
+            ["SILLYPROXY_MIRROR_MAX_INFLIGHT='none': must be a whole number from 1 to 100000"],
+        ),
+    )
+    def test_canary_problems(self, environ: dict[str, str], problems: list[str]) -> None:
+        """If a ramp, rollback or mirror setting is bad, then the error names the variable and why."""
+        caught = self.assertRaises(ConfigError, parse_config, environ)
+        self.assertEqual([str(p) for p in caught.problems], problems)
+
+    @rows(
+        ({}, (30.0, 20, False, 100)),
+        (
+            {
+                "SILLYPROXY_ANALYSIS_WINDOW": "10",
+                "SILLYPROXY_ANALYSIS_MIN_REQUESTS": "5",
+                "SILLYPROXY_ROLLBACK_HEALTHZ": "1",
+                "SILLYPROXY_MIRROR_MAX_INFLIGHT": "7",
+            },
+            (10.0, 5, True, 7),
+        ),
+    )
+    def test_canary_tunables(self, environ: dict[str, str], expected: tuple[object, ...]) -> None:
+        """If the analysis and mirror settings are given (or not), then they (or the defaults) are used."""
+        tunables = parse_config({**_G, **environ}).tunables
+        self.assertEqual(
+            (
+                tunables.analysis_window,
+                tunables.analysis_min_requests,
+                tunables.rollback_healthz,
+                tunables.mirror_max_inflight,
+            ),
+            expected,
+        )
+
+    @rows(("green_ramp",), ("x_ramp_start",), ("x_mirror",), ("x_rollback_error_rate",))
+    def test_colour_names_that_would_clash(self, name: str) -> None:
+        """If a colour's name ends like a colour setting, then it is refused."""
+        caught = self.assertRaises(ConfigError, parse_config, {}, [name])
+        self.assertIn("a colour name may not end with", str(caught))

@@ -215,6 +215,20 @@ class RequestHeaderTests(SynchronousTestCase):
         self.assertEqual(_value(out, b"x-forwarded-host"), [b"shop.example"])
         self.assertEqual(_value(out, b"x-request-id"), [b"proxy-id"])
 
+    def test_client_cannot_pass_as_a_mirrored_copy(self) -> None:
+        """If a client sends Sillyproxy-Mirror, then it never reaches the backend, trusted peer or not."""
+        for trusted in (False, True):
+            out = for_backend(
+                [(b"Sillyproxy-Mirror", [b"1"]), (b"Accept", [b"*/*"])],
+                b"blue",
+                b"127.0.0.5",
+                b"http",
+                b"id-1",
+                trusted=trusted,
+            )
+            self.assertNotIn(b"sillyproxy-mirror", _names(out))
+            self.assertEqual(_value(out, b"accept"), [b"*/*"])
+
     def test_request_without_host_or_address(self) -> None:
         """If there is no Host and no client IP, then no X-Forwarded-Host or -For is invented."""
         out = for_backend([(b"Accept", [b"*/*"])], b"green", None, b"https", b"id-1")

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from attrs import frozen
 
+from ._ramp import Ramp, parse_duration, parse_percentages, parse_rfc3339
 from ._sticky import DEFAULT_COOKIE, DEFAULT_MAX_AGE, STICKY_OFF, StickyMode, is_token, parse_sticky
 from .override import PASS_COOKIE, parse_secret
 
@@ -18,6 +19,8 @@ __all__ = [
     "KNOWN_VARIABLES",
     "Tunables",
     "parse_count",
+    "parse_fraction",
+    "parse_percent",
     "parse_networks",
     "parse_seconds",
     "parse_size",
@@ -45,7 +48,17 @@ _DIGITS = re.compile(r"[0-9]+\Z")
 _HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z")
 # Suffixes that a colour's own settings use; a colour with such a name would
 # make one variable mean two things.
-_RESERVED_SUFFIXES = ("_WEIGHT", "_HEALTH")
+_RESERVED_SUFFIXES = (
+    "_WEIGHT",
+    "_HEALTH",
+    "_RAMP",
+    "_RAMP_START",
+    "_RAMP_STEP",
+    "_ROLLBACK_ERROR_RATE",
+    "_MIRROR",
+)
+# A ramp step's length when C_RAMP_STEP is not set: five minutes.
+DEFAULT_RAMP_STEP = 300.0
 
 
 @frozen
@@ -97,6 +110,13 @@ class Backend:
     location: BackendURL
     # The path that active health checks GET, or None for no active checks.
     health_path: str | None = None
+    # The colour's step ramp (C_RAMP), or None; its weight is then 0, as
+    # the ramp decides its share.
+    ramp: Ramp | None = None
+    # The error rate (0 to 1) above which it is rolled back, or None.
+    rollback_error_rate: float | None = None
+    # The percentage of other colours' requests copied to it, or None.
+    mirror_percent: float | None = None
 
     @property
     def origin(self) -> bytes:
@@ -148,6 +168,14 @@ class Tunables:
     sticky_max_age: int = DEFAULT_MAX_AGE
     # None: tester override passes are off (and ignored).
     override_secret: bytes | None = None
+    # The sliding window over which rollback judges a colour's error rate.
+    analysis_window: float = 30.0
+    # How many of a colour's requests the window must hold before it is judged.
+    analysis_min_requests: int = 20
+    # Whether /healthz fails once a colour has been rolled back.
+    rollback_healthz: bool = False
+    # Mirrored copies in flight at most; more are dropped.
+    mirror_max_inflight: int = 100
 
 
 @frozen
@@ -291,7 +319,8 @@ def parse_size(text: str) -> int:
 def parse_count(text: str) -> int:
     """Parse a whole number from 0 to 100,000."""
     stripped = text.strip()
-    if not _DIGITS.match(stripped) or int(stripped) > 100_000:
+    # The length first: int() refuses thousands of digits with its own message.
+    if len(stripped) > 6 or not _DIGITS.match(stripped) or int(stripped) > 100_000:
         raise ValueError("must be a whole number from 0 to 100000")
     return int(stripped)
 
@@ -337,6 +366,36 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
     if reasons:
         raise ValueError("; ".join(reasons))
     return tuple(networks)
+
+
+def parse_fraction(text: str) -> float:
+    """Parse a fraction from 0 to 1, such as C{0.05}."""
+    try:
+        fraction = float(text.strip())
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0 <= fraction <= 1:
+        raise ValueError("must be a fraction from 0 to 1")
+    return fraction
+
+
+def parse_percent(text: str) -> float:
+    """Parse a percentage from 0 to 100, decimals allowed, such as C{12.5}."""
+    try:
+        percent = float(text.strip())
+    except ValueError:
+        raise ValueError("not a percentage (a number from 0 to 100)") from None
+    if not 0 <= percent <= 100:
+        raise ValueError("must be a percentage from 0 to 100")
+    return percent
+
+
+def _parse_positive_count(text: str) -> int:
+    stripped = text.strip()
+    # The length first: int() refuses thousands of digits with its own message.
+    if len(stripped) > 6 or not _DIGITS.match(stripped) or not 1 <= int(stripped) <= 100_000:
+        raise ValueError("must be a whole number from 1 to 100000")
+    return int(stripped)
 
 
 def _parse_admin_listen(text: str) -> str | None:
@@ -424,6 +483,10 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("sticky_secret", "SILLYPROXY_STICKY_SECRET", parse_secret),
     ("sticky_max_age", "SILLYPROXY_STICKY_MAX_AGE", _parse_max_age),
     ("override_secret", "SILLYPROXY_OVERRIDE_SECRET", parse_secret),
+    ("analysis_window", "SILLYPROXY_ANALYSIS_WINDOW", parse_seconds),
+    ("analysis_min_requests", "SILLYPROXY_ANALYSIS_MIN_REQUESTS", _parse_positive_count),
+    ("rollback_healthz", "SILLYPROXY_ROLLBACK_HEALTHZ", parse_switch),
+    ("mirror_max_inflight", "SILLYPROXY_MIRROR_MAX_INFLIGHT", _parse_positive_count),
 )
 
 KNOWN_VARIABLES: frozenset[str] = frozenset(
@@ -450,6 +513,70 @@ def _parse_tunables(
         except ValueError as e:
             problems.append(ConfigProblem(variable, text, str(e)))
     return Tunables(**values)  # type: ignore[arg-type]
+
+
+def _parse_ramp(
+    environ: Mapping[str, str], prefix: str, weight_given: bool, problems: list[ConfigProblem]
+) -> Ramp | None:
+    """The colour's C{PREFIX_RAMP}, C{_RAMP_START} and C{_RAMP_STEP}, or None when it does not ramp."""
+    variable = f"{prefix}_RAMP"
+    start_variable = f"{variable}_START"
+    step_variable = f"{variable}_STEP"
+    text = _setting(environ, variable)
+    start_text = _setting(environ, start_variable)
+    step_text = _setting(environ, step_variable)
+    if not text:
+        for other, other_text in ((start_variable, start_text), (step_variable, step_text)):
+            if other_text:
+                problems.append(ConfigProblem(other, other_text, f"set, but {variable} is not"))
+        return None
+    count = len(problems)
+    if weight_given:
+        problems.append(
+            ConfigProblem(
+                variable,
+                text,
+                f"a ramping colour's share comes from its ramp: unset {prefix}_WEIGHT",
+            )
+        )
+    percents: tuple[float, ...] = ()
+    try:
+        percents = parse_percentages(text)
+    except ValueError as e:
+        problems.append(ConfigProblem(variable, text, str(e)))
+    start = 0.0
+    if not start_text:
+        problems.append(ConfigProblem(start_variable, None, f"required with {variable}"))
+    else:
+        try:
+            start = parse_rfc3339(start_text)
+        except ValueError as e:
+            problems.append(ConfigProblem(start_variable, start_text, str(e)))
+    step = DEFAULT_RAMP_STEP
+    if step_text:
+        try:
+            step = parse_duration(step_text)
+        except ValueError as e:
+            problems.append(ConfigProblem(step_variable, step_text, str(e)))
+    if len(problems) > count:
+        return None
+    return Ramp(percents, start, step)
+
+
+def _parse_optional(
+    environ: Mapping[str, str],
+    variable: str,
+    parse: Callable[[str], float],
+    problems: list[ConfigProblem],
+) -> float | None:
+    text = _setting(environ, variable)
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError as e:
+        problems.append(ConfigProblem(variable, text, str(e)))
+        return None
 
 
 def parse_config(
@@ -501,6 +628,8 @@ def parse_config(
 
     backends: list[Backend] = []
     unserved: list[str] = []
+    # The colours with a ramp, in declaration order.
+    ramping: list[str] = []
     for color in _declared_colors(environ, arguments, problems):
         url_variable = color.upper()
         weight_variable = f"{url_variable}_WEIGHT"
@@ -524,6 +653,8 @@ def parse_config(
             except ValueError as e:
                 problems.append(ConfigProblem(health_variable, health_text, str(e)))
 
+        rollback_variable = f"{url_variable}_ROLLBACK_ERROR_RATE"
+        mirror_variable = f"{url_variable}_MIRROR"
         if not url:
             for variable, text, ok in (
                 (weight_variable, weight_text, weight_ok),
@@ -535,14 +666,55 @@ def parse_config(
                             variable, text, f"set, but {url_variable} (the backend URL) is not"
                         )
                     )
+            for variable in (
+                f"{url_variable}_RAMP",
+                f"{url_variable}_RAMP_START",
+                f"{url_variable}_RAMP_STEP",
+                rollback_variable,
+                mirror_variable,
+            ):
+                text = _setting(environ, variable)
+                if text:
+                    problems.append(
+                        ConfigProblem(
+                            variable, text, f"set, but {url_variable} (the backend URL) is not"
+                        )
+                    )
             unserved.append(color)
             continue
+        ramp_text = _setting(environ, f"{url_variable}_RAMP")
+        if ramp_text:
+            if ramping:
+                problems.append(
+                    ConfigProblem(
+                        f"{url_variable}_RAMP",
+                        ramp_text,
+                        f"only one colour may ramp at a time ({ramping[0].upper()}_RAMP is set too)",
+                    )
+                )
+            ramping.append(color)
+        ramp = _parse_ramp(environ, url_variable, bool(weight_text), problems)
+        if ramp is not None:
+            weight = 0
+        rollback_error_rate = _parse_optional(environ, rollback_variable, parse_fraction, problems)
+        mirror_percent = _parse_optional(environ, mirror_variable, parse_percent, problems)
         try:
             location = parse_backend_url(url)
         except ValueError as e:
             problems.append(ConfigProblem(url_variable, url, str(e)))
             continue
-        backends.append(Backend(color, url, weight, location, health_path))
+        backends.append(
+            Backend(
+                color,
+                url,
+                weight,
+                location,
+                health_path,
+                ramp=ramp,
+                rollback_error_rate=rollback_error_rate,
+                mirror_percent=mirror_percent,
+            )
+        )
 
     if problems:
         raise ConfigError(problems)

@@ -32,6 +32,7 @@ from ._headers import (
     real_client,
     request_id,
 )
+from ._mirror import Mirror
 from ._outcome import Outcome
 from ._pool import UpgradeClientProtocol
 from ._relay import BodyRelay
@@ -178,6 +179,10 @@ class _NoMetrics:
         pass
 
 
+def _ignore(color: str) -> None:
+    pass
+
+
 class _SlowResponseWatch:
     """
     The requests waiting for their response headers and the response bodies
@@ -236,6 +241,8 @@ class _Settings:
     sticky_max_age: int
     override_secret: bytes | None
     colors: tuple[str, ...]
+    mirrors: tuple[Mirror, ...]
+    on_failed_over: Callable[[str], None]
 
 
 class ForwardingResource(Resource):
@@ -269,6 +276,10 @@ class ForwardingResource(Resource):
         (C{SILLYPROXY_STICKY}); with C{sticky_cookie}, C{sticky_max_age}.
     @param override_secret: turns tester override passes on
         (C{SILLYPROXY_OVERRIDE_SECRET}).
+    @param mirrors: the colours that get copies of other colours' requests
+        (C{C_MIRROR}).
+    @param on_failed_over: told the colour whose attempt failed when a
+        request is sent on to another colour, which counts against the first.
     """
 
     isLeaf = True
@@ -290,6 +301,8 @@ class ForwardingResource(Resource):
         sticky_cookie: bytes = b"sillyproxy",
         sticky_max_age: int = 2592000,
         override_secret: bytes | None = None,
+        mirrors: Sequence[Mirror] = (),
+        on_failed_over: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self._settings = _Settings(
@@ -311,6 +324,8 @@ class ForwardingResource(Resource):
             sticky_max_age=sticky_max_age,
             override_secret=override_secret,
             colors=tuple(b.color for b in router.backends),
+            mirrors=tuple(mirrors),
+            on_failed_over=on_failed_over if on_failed_over is not None else _ignore,
         )
 
     def render(self, request: Request) -> bytes | int:
@@ -396,6 +411,26 @@ class _Exchange:
                 self._answer_error(502, "no backends available")
             return
         self._send(backend)
+        if self._settings.mirrors and self._upgrade is None and not request.finished:
+            self._copy_to_mirrors(backend)
+
+    def _copy_to_mirrors(self, served_by: Backend) -> None:
+        """Send copies to the mirrored colours drawn for this request (after it was sent on its way)."""
+        request = self._request
+        for mirror in self._settings.mirrors:
+            if mirror.color == served_by.color or not mirror.drawn():
+                continue
+            backend = mirror.backend
+            if backend.base_path not in _NO_BASE_PATH and has_dot_segment(self._target):
+                continue
+            headers = self._headers_for(backend)
+            headers.setRawHeaders(b"sillyproxy-mirror", [b"1"])
+            mirror.copy(
+                request.method,
+                backend.origin + join_target(backend.base_path, self._target),
+                headers,
+                request.content if _has_body(request) else None,
+            )
 
     def _route(self) -> Backend | None:
         """
@@ -500,19 +535,7 @@ class _Exchange:
         metrics.request_started(backend.color)
         self._backend = backend
         self._tried.append(backend.color)
-        headers = Headers()
-        client_host = self._client_host
-        copy_canonical_headers(
-            headers,
-            for_backend(  # type: ignore[arg-type]
-                request.requestHeaders.getAllRawHeaders(),
-                backend.color.encode("ascii"),
-                client_host.encode("ascii") if client_host is not None else None,
-                b"https" if request.isSecure() else b"http",
-                self._request_id,
-                trusted=self._trusted,
-            ),
-        )
+        headers = self._headers_for(backend)
         body = None
         if _has_body(request):
             # request.content is already on disk past 100 KB; it is streamed
@@ -536,6 +559,24 @@ class _Exchange:
         settings.watch.waiting.add(self)
         settings.watch.wake()
         self._pending.addCallbacks(self._respond, self._fail)
+
+    def _headers_for(self, backend: Backend) -> Headers:
+        """The request's headers as C{backend} gets them."""
+        request = self._request
+        headers = Headers()
+        client_host = self._client_host
+        copy_canonical_headers(
+            headers,
+            for_backend(  # type: ignore[arg-type]
+                request.requestHeaders.getAllRawHeaders(),
+                backend.color.encode("ascii"),
+                client_host.encode("ascii") if client_host is not None else None,
+                b"https" if request.isSecure() else b"http",
+                self._request_id,
+                trusted=self._trusted,
+            ),
+        )
+        return headers
 
     def _sent_to(self, address: str) -> None:
         self._upstream_address = address
@@ -666,6 +707,7 @@ class _Exchange:
         if retry is not None:
             if retry.color != backend.color:
                 metrics.retried(backend.color, retry.color)
+                self._settings.on_failed_over(backend.color)
             self._outcome = Outcome.FAILOVER
             self._send(retry)
             return

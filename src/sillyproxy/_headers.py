@@ -50,6 +50,9 @@ _REQUEST_DROPPED_TRUSTED = HOP_BY_HOP | {
     b"content-length",
     b"color",
     b"x-request-id",
+    # Marks the proxy's own shadow copies: a backend may skip side effects
+    # for them, so no client may claim it.
+    b"sillyproxy-mirror",
 }
 _REQUEST_DROPPED = _REQUEST_DROPPED_TRUSTED | {
     b"x-forwarded-host",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from itertools import accumulate
 
 from prometheus_client import (
@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, Metric
 
 from ._accesslog import AccessRecord
+from ._mirror import Mirror
 from ._routing import Router
 
 __all__ = ["ProxyMetrics", "registry_with_process_metrics"]
@@ -60,10 +61,12 @@ class _StateCollector(Collector):
         router: Router,
         open_connections: Callable[[], dict[str, int]],
         clock: Callable[[], float],
+        rolled_back: Collection[str],
     ) -> None:
         self._router = router
         self._open_connections = open_connections
         self._clock = clock
+        self._rolled_back = rolled_back
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         weight = GaugeMetricFamily(
@@ -79,11 +82,26 @@ class _StateCollector(Collector):
             "1 if a backend address is in rotation, 0 if ejected or failing health checks.",
             labels=["color", "address"],
         )
+        share = GaugeMetricFamily(
+            "sillyproxy_color_share",
+            "Fraction of new traffic each colour gets now, after ramp, rollback and health.",
+            labels=["color"],
+        )
+        rolled_back = GaugeMetricFamily(
+            "sillyproxy_rolled_back",
+            "1 once a colour has been rolled back (until the process restarts), else 0.",
+            labels=["color"],
+        )
         effective_weights = self._router.effective_weights()
+        total = sum(effective_weights.values())
         now = self._clock()
         for backend in self._router.backends:
             weight.add_metric([backend.color], backend.weight)
             effective.add_metric([backend.color], effective_weights[backend.color])
+            share.add_metric(
+                [backend.color], effective_weights[backend.color] / total if total else 0.0
+            )
+            rolled_back.add_metric([backend.color], 1 if backend.color in self._rolled_back else 0)
             for address in self._router.upstreams[backend.color].addresses:
                 up.add_metric([backend.color, address.address], 1 if address.usable(now) else 0)
         connections = GaugeMetricFamily(
@@ -93,7 +111,7 @@ class _StateCollector(Collector):
         )
         for side, count in self._open_connections().items():
             connections.add_metric([side], count)
-        yield from (weight, effective, up, connections)
+        yield from (weight, effective, share, rolled_back, up, connections)
 
 
 class ProxyMetrics(Collector):
@@ -106,6 +124,8 @@ class ProxyMetrics(Collector):
     are built from these counts when /metrics is scraped.
 
     @param registry: where the metrics are registered; tests pass a fresh one.
+    @param rolled_back: the colours rolled back so far (a live view).
+    @param mirrors: the mirrored colours, whose copies are counted.
     """
 
     def __init__(
@@ -115,8 +135,11 @@ class ProxyMetrics(Collector):
         version: str,
         open_connections: Callable[[], dict[str, int]],
         clock: Callable[[], float],
+        rolled_back: Collection[str] = (),
+        mirrors: Sequence[Mirror] = (),
     ) -> None:
         self.registry = registry
+        self._mirrors = tuple(mirrors)
         self._version = version
         self._requests: dict[tuple[str, str, str], int] = {}
         self._errors: dict[tuple[str, str], int] = {}
@@ -131,7 +154,7 @@ class ProxyMetrics(Collector):
         self.requests_by_color: dict[str, int] = {}
         self.errors_by_color: dict[str, int] = {}
         registry.register(self)
-        registry.register(_StateCollector(router, open_connections, clock))
+        registry.register(_StateCollector(router, open_connections, clock, rolled_back))
 
     def request_started(self, color: str) -> None:
         self._inflight[color] = self._inflight.get(color, 0) + 1
@@ -228,4 +251,23 @@ class ProxyMetrics(Collector):
             "Requests whose override pass did not verify (and were routed as usual).",
         )
         rejected.add_metric([], self._override_rejected)
-        yield from (requests, errors, retries, inflight, tunnels, rejected, durations, build)
+        mirrored = CounterMetricFamily(
+            "sillyproxy_mirrored_requests",
+            "Copies of requests for a mirrored colour, by outcome: sent (answered), dropped "
+            "(too many in flight), too_large (body over 1 MiB) or failed.",
+            labels=["color", "outcome"],
+        )
+        for mirror in self._mirrors:
+            for outcome, count in mirror.counts.items():
+                mirrored.add_metric([mirror.color, outcome], count)
+        yield from (
+            requests,
+            errors,
+            retries,
+            inflight,
+            tunnels,
+            rejected,
+            mirrored,
+            durations,
+            build,
+        )

@@ -86,9 +86,26 @@ class Router:
         self.backends = tuple(backends)
         self.upstreams = upstreams
         self._randbelow = randbelow
-        self._chooser = WeightedChooser(self.backends, randbelow)
+        self._sticky_secret = sticky_secret
         self._by_color = {b.color: b for b in self.backends}
-        self._ranker = Ranker([(b.color, b.weight) for b in self.backends], sticky_secret)
+        self.set_weights({b.color: b.weight for b in self.backends})
+
+    @property
+    def weights(self) -> Mapping[str, int]:
+        """Each colour's weight now: configured, or as a ramp or a rollback set it."""
+        return self._weights
+
+    def set_weights(self, weights: Mapping[str, int]) -> None:
+        """
+        Route new requests by these weights (one per colour) from now on.
+        A sticky key moves only if its colour's weight relative to the
+        others changed (see L{Ranker}).
+        """
+        self._weights = {b.color: weights[b.color] for b in self.backends}
+        self._chooser = WeightedChooser(
+            self.backends, self._randbelow, [self._weights[b.color] for b in self.backends]
+        )
+        self._ranker = Ranker(list(self._weights.items()), self._sticky_secret)
 
     def backend(self, color: str) -> Backend | None:
         """The configured colour of that name, if there is one."""
@@ -97,7 +114,7 @@ class Router:
     def choose_for(self, key: bytes, exclude: Collection[str] = ()) -> Backend | None:
         """
         The colour for a sticky key: its best by rendezvous hashing over the
-        configured weights, or, when that one cannot serve (or is
+        current weights, or, when that one cannot serve (or is
         excluded), its next best, so that a failover is as stable as the
         first choice.  None when none can serve.
         """
@@ -119,7 +136,8 @@ class Router:
 
     def effective_weights(self) -> dict[str, int]:
         """Each colour's weight after health: 0 for a colour that cannot serve."""
-        return {b.color: b.weight if self.available(b) else 0 for b in self.backends}
+        weights = self._weights
+        return {b.color: weights[b.color] if self.available(b) else 0 for b in self.backends}
 
     def choose(self, exclude: Collection[str] = ()) -> Backend | None:
         """
@@ -134,4 +152,7 @@ class Router:
         candidates = [
             b for b in self.backends if b.color not in exclude and self.available(b)
         ]
-        return WeightedChooser(candidates, self._randbelow).choose()
+        weights = self._weights
+        return WeightedChooser(
+            candidates, self._randbelow, [weights[b.color] for b in candidates]
+        ).choose()

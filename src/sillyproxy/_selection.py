@@ -36,11 +36,20 @@ class WeightedChooser(Generic[T]):
 
     @param randbelow: returns a uniform integer in C{[0, n)}; pass a seeded
         C{random.Random().randrange} to make the choices repeatable.
+    @param weights: the items' weights, in order, when not their own
+        C{weight} (as while a ramp or a rollback changes them).
     """
 
-    def __init__(self, items: Sequence[T], randbelow: Callable[[int], int]) -> None:
+    def __init__(
+        self,
+        items: Sequence[T],
+        randbelow: Callable[[int], int],
+        weights: Sequence[int] | None = None,
+    ) -> None:
         self._items = tuple(items)
-        self._cumulative = tuple(accumulate(item.weight for item in self._items))
+        if weights is None:
+            weights = [item.weight for item in self._items]
+        self._cumulative = tuple(accumulate(weights))
         self.total = self._cumulative[-1] if self._cumulative else 0
         self._randbelow = randbelow
 

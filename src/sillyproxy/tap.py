@@ -10,20 +10,26 @@ from typing import Any, TextIO
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import Cooperator
 from twisted.python import usage
 
 from . import __version__
 from ._accesslog import AccessLog, AccessRecord
 from ._admin import AdminSite, admin_resource
+from ._analysis import RollbackGuard
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
 from ._health import HealthChecker
 from ._lifecycle import ProxyService, tune_garbage_collector
 from ._metrics import ProxyMetrics, registry_with_process_metrics
+from ._mirror import Mirror
 from ._pool import backend_address_factory
+from ._rollout import Rollout
 from ._routing import Router
 from ._site import ProxySite
+from ._timestamps import rfc3339
 from ._tls import TLSListeners
+from ._traffic import RecentTraffic
 from ._transport import FastTCPReactor
 from ._upstream import ResolvingUpstream
 
@@ -110,16 +116,39 @@ class Options(usage.Options):
 def routing_table(config: ProxyConfig) -> list[str]:
     """Describe who gets what share of traffic, one line per colour."""
     total = config.total_weight
+    ramping = [b for b in config.backends if b.ramp is not None]
     lines = []
     for backend in config.backends:
+        ramp = backend.ramp
+        if ramp is not None:
+            percents = ", ".join(f"{p:g}%" for p in ramp.percents)
+            lines.append(
+                f"{backend.color:<8} {backend.url}  ramp {percents} from {rfc3339(ramp.start)}, "
+                f"a step every {ramp.step:g}s"
+            )
+            continue
         share = 100.0 * backend.weight / total if total else 0.0
-        lines.append(
-            f"{backend.color:<8} {backend.url}  weight {backend.weight}  share {share:.1f}%"
-        )
+        line = f"{backend.color:<8} {backend.url}  weight {backend.weight}  share {share:.1f}%"
+        if ramping:
+            line += f" of what {ramping[0].color}'s ramp leaves"
+        lines.append(line)
     for color in config.unserved:
         lines.append(f"{color:<8} not served: {color.upper()} is not set")
-    if total == 0:
+    if total == 0 and not ramping:
         lines.append("no colour has a weight above 0: every request gets 502")
+    tunables = config.tunables
+    for backend in config.backends:
+        if backend.rollback_error_rate is not None:
+            lines.append(
+                f"{backend.color} is rolled back if over {tunables.analysis_window:g}s "
+                f"(at least {tunables.analysis_min_requests} requests) more than "
+                f"{backend.rollback_error_rate:g} of its requests fail"
+            )
+        if backend.mirror_percent:
+            lines.append(
+                f"{backend.color} gets a copy of {backend.mirror_percent:g}% of the other "
+                "colours' requests (answers thrown away)"
+            )
     tunables = config.tunables
     if tunables.sticky.kind != "off":
         lines.append(f"sticky by {tunables.sticky.describe()}")
@@ -173,6 +202,34 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         random.Random().randrange,
         sticky_secret=tunables.sticky_secret or b"",
     )
+    rollout = Rollout(config.backends, router, reactor)
+    traffic = RecentTraffic(b.color for b in config.backends)
+    guard = RollbackGuard(
+        {
+            b.color: b.rollback_error_rate
+            for b in config.backends
+            if b.rollback_error_rate is not None
+        },
+        tunables.analysis_window,
+        tunables.analysis_min_requests,
+        rollout.roll_back,
+    )
+    cooperator = Cooperator()
+    draw = random.Random().randrange
+    mirrors = [
+        Mirror(
+            backend,
+            backend.mirror_percent,
+            router.upstreams[backend.color],
+            reactor,
+            cooperator,
+            draw,
+            tunables.mirror_max_inflight,
+            tunables.response_timeout,
+        )
+        for backend in config.backends
+        if backend.mirror_percent
+    ]
     metrics = ProxyMetrics(
         registry_with_process_metrics(),
         router,
@@ -182,12 +239,22 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "backend": sum(u.idle_connections() for u in upstreams),
         },
         reactor.seconds,
+        rolled_back=rollout.rolled_back,
+        mirrors=mirrors,
     )
     access_log = AccessLog(reactor, tunables.access_log)
 
     def finished(record: AccessRecord) -> None:
         metrics.observe(record)
         access_log(record)
+        now = reactor.seconds()
+        failed = traffic.observe(record, now)
+        guard.observe(record.color, now, failed)
+
+    def failed_over(color: str) -> None:
+        now = reactor.seconds()
+        traffic.failed_over(color, now)
+        guard.observe(color, now, True)
 
     site = ProxySite(
         ForwardingResource(
@@ -204,6 +271,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             sticky_cookie=tunables.sticky_cookie,
             sticky_max_age=tunables.sticky_max_age,
             override_secret=tunables.override_secret,
+            cooperator=cooperator,
+            mirrors=mirrors,
+            on_failed_over=failed_over,
         ),
         reactor=reactor,
         max_body=tunables.max_body,
@@ -211,6 +281,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         body_timeout=tunables.body_timeout,
         on_refused=finished,
     )
+    def started() -> None:
+        rollout.start()
+        tune_garbage_collector()
+
     # Every listener is made through this, so that SIGHUP can reload the
     # certificates of the ssl: ones.
     listeners = TLSListeners(tcp)
@@ -226,6 +300,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                 __version__,
                 " ".join(config.listen),
                 override_secret=tunables.override_secret,
+                rollout=rollout,
+                traffic=traffic,
+                mirrors=mirrors,
+                rollback_healthz=tunables.rollback_healthz,
             )
         )
         admin = (listeners.endpoint(tunables.admin_listen), admin_site)
@@ -237,7 +315,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         clock=reactor,
         routing=routing_table(config),
         admin=admin,
-        on_started=tune_garbage_collector,
+        on_started=started,
         on_sighup=listeners.reload,
         threads=reactor,
     )
