@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import treq
 from attrs import define, field
 from treq.client import HTTPClient
@@ -44,9 +45,11 @@ from zope.interface import directlyProvides, implementer
 from sillyproxy import Backend, ForwardingResource, ProxySite
 from sillyproxy._accesslog import AccessRecord
 from sillyproxy._address import BackendAddress
+from sillyproxy._canary import Canary
 from sillyproxy._config import parse_backend_url
 from sillyproxy._headers import Networks
 from sillyproxy._metrics import ProxyMetrics
+from sillyproxy._mirror import Mirror
 from sillyproxy._pool import backend_address_factory
 from sillyproxy._routing import Router, Upstream
 from sillyproxy._upstream import ResolvingUpstream
@@ -569,6 +572,9 @@ class InMemoryProxy:
         trusted_proxies: Networks = (),
         sticky_secret: bytes = b"",
         forward_options: dict[str, Any] | None = None,
+        canary_options: dict[str, Any] | None = None,
+        mirrors: Sequence[tuple[str, float]] = (),
+        mirror_max_inflight: int = 100,
     ) -> None:
         self.clock = Clock()
         # Upload bodies go one chunk per tick, and flush runs one tick per
@@ -619,6 +625,34 @@ class InMemoryProxy:
         self.access: list[AccessRecord] = []
         # Finished requests feed the metrics, as the tap wires them.
         self.metrics = metrics_for(self.router) if metrics_for is not None else None
+        # With canary_options (the Canary's window and min_requests), the
+        # ramp, the rollbacks and the traffic they are judged on.
+        self.canary = (
+            Canary(served_backends, self.router, self.clock, **canary_options)
+            if canary_options is not None
+            else None
+        )
+        by_color = {b.color: b for b in served_backends}
+        # Copies are drawn with their own seeded source, apart from routing's.
+        mirror_draw = random.Random(seed + 1).randrange
+        self.mirrors = [
+            Mirror(
+                attrs.evolve(by_color[color], mirror_percent=percent),
+                percent,
+                self.upstreams[color],
+                self.clock,
+                self.cooperator,
+                mirror_draw,
+                mirror_max_inflight,
+                response_timeout,
+            )
+            for color, percent in mirrors
+        ]
+        options = dict(forward_options or {})
+        if self.canary is not None:
+            options["on_failed_over"] = self.canary.failed_over
+        if self.mirrors:
+            options["mirrors"] = self.mirrors
         self.resource = ForwardingResource(
             self.router,
             self.clock,
@@ -631,7 +665,7 @@ class InMemoryProxy:
             metrics=self.metrics,
             generate_request_id=generate_request_id,
             trusted_proxies=trusted_proxies,
-            **(forward_options or {}),
+            **options,
         )
         self.site = ProxySite(self.resource, reactor=self.clock, on_refused=self._finished)
         self.client = InMemoryClient(self.site)
@@ -651,6 +685,8 @@ class InMemoryProxy:
     def _finished(self, record: AccessRecord) -> None:
         if self.metrics is not None:
             self.metrics.observe(record)
+        if self.canary is not None:
+            self.canary.observe(record)
         self.access.append(record)
 
     def connections(self, color: str) -> int:

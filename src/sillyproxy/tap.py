@@ -16,7 +16,7 @@ from twisted.python import usage
 from . import __version__
 from ._accesslog import AccessLog, AccessRecord
 from ._admin import AdminSite, admin_resource
-from ._analysis import RollbackGuard
+from ._canary import Canary
 from ._config import ConfigError, ProxyConfig, parse_config
 from ._forward import ForwardingResource
 from ._health import HealthChecker
@@ -24,12 +24,10 @@ from ._lifecycle import ProxyService, tune_garbage_collector
 from ._metrics import ProxyMetrics, registry_with_process_metrics
 from ._mirror import Mirror
 from ._pool import backend_address_factory
-from ._rollout import Rollout
 from ._routing import Router
 from ._site import ProxySite
 from ._timestamps import rfc3339
 from ._tls import TLSListeners
-from ._traffic import RecentTraffic
 from ._transport import FastTCPReactor
 from ._upstream import ResolvingUpstream
 
@@ -202,18 +200,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         random.Random().randrange,
         sticky_secret=tunables.sticky_secret or b"",
     )
-    rollout = Rollout(config.backends, router, reactor)
-    traffic = RecentTraffic(b.color for b in config.backends)
-    guard = RollbackGuard(
-        {
-            b.color: b.rollback_error_rate
-            for b in config.backends
-            if b.rollback_error_rate is not None
-        },
+    canary = Canary(
+        config.backends,
+        router,
+        reactor,
         tunables.analysis_window,
         tunables.analysis_min_requests,
-        rollout.roll_back,
     )
+    rollout = canary.rollout
     cooperator = Cooperator()
     draw = random.Random().randrange
     mirrors = [
@@ -247,14 +241,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     def finished(record: AccessRecord) -> None:
         metrics.observe(record)
         access_log(record)
-        now = reactor.seconds()
-        failed = traffic.observe(record, now)
-        guard.observe(record.color, now, failed)
-
-    def failed_over(color: str) -> None:
-        now = reactor.seconds()
-        traffic.failed_over(color, now)
-        guard.observe(color, now, True)
+        canary.observe(record)
 
     site = ProxySite(
         ForwardingResource(
@@ -273,7 +260,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             override_secret=tunables.override_secret,
             cooperator=cooperator,
             mirrors=mirrors,
-            on_failed_over=failed_over,
+            on_failed_over=canary.failed_over,
         ),
         reactor=reactor,
         max_body=tunables.max_body,
@@ -301,7 +288,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                 " ".join(config.listen),
                 override_secret=tunables.override_secret,
                 rollout=rollout,
-                traffic=traffic,
+                traffic=canary.traffic,
                 mirrors=mirrors,
                 rollback_healthz=tunables.rollback_healthz,
             )
