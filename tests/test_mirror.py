@@ -4,25 +4,10 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
 
 from sillyproxy._mirror import MAX_MIRRORED_BODY
 
-from .support import CaptureResource, InMemoryProxy, backend
-
-
-class _Hanging(Resource):
-    """A backend that never answers."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[Request] = []
-
-    def render(self, request: Request) -> object:
-        self.requests.append(request)
-        return NOT_DONE_YET
+from .support import CaptureResource, HeldResource, InMemoryProxy, backend
 
 
 def _proxy(
@@ -121,28 +106,28 @@ class MirrorTests(SynchronousTestCase):
 
     def test_client_never_waits_for_the_copy(self) -> None:
         """If green never answers, then the client still gets blue's answer at once."""
-        hanging = _Hanging()
+        hanging = HeldResource()
         proxy, _, _ = _proxy(green=hanging)
         written = _get(proxy, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertTrue(written.endswith(b"blue"), written)
-        self.assertEqual(len(hanging.requests), 1)
+        self.assertEqual(len(hanging.held), 1)
         self.assertEqual(proxy.mirrors[0].inflight, 1)
 
     def test_copies_over_the_limit_are_dropped(self) -> None:
         """If copies in flight reach the limit, then further ones are dropped and counted, and the limit frees up as copies end."""
-        hanging = _Hanging()
+        hanging = HeldResource()
         proxy, _, _ = _proxy(green=hanging, max_inflight=2, response_timeout=5.0)
         for _ in range(5):
             _get(proxy, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         mirror = proxy.mirrors[0]
-        self.assertEqual(len(hanging.requests), 2)
+        self.assertEqual(len(hanging.held), 2)
         self.assertEqual((mirror.counts["dropped"], mirror.inflight), (3, 2))
         # The hung copies are abandoned at the timeout and count as failed.
         proxy.clock.advance(5)
         proxy.flush()
         self.assertEqual((mirror.counts["failed"], mirror.inflight), (2, 0))
         _get(proxy, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertEqual(len(hanging.requests), 3)
+        self.assertEqual(len(hanging.held), 3)
 
     def test_unreachable_colour_counts_failed(self) -> None:
         """If green refuses connections, then copies fail, are counted, and the client is unaffected."""

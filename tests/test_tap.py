@@ -117,6 +117,34 @@ class RoutingTableTests(SynchronousTestCase):
         )
 
 
+    def test_ramp_rollback_and_mirror(self) -> None:
+        """If green ramps, is armed for rollback and red is mirrored, then the table says so."""
+        config = parse_config(
+            {
+                "BLUE": "http://b",
+                "GREEN": "http://g",
+                "RED": "http://r",
+                "RED_WEIGHT": "0",
+                "SILLYPROXY_COLORS": "red",
+                "GREEN_RAMP": "1,5,50.5",
+                "GREEN_RAMP_START": "2026-12-01T11:00:00+01:00",
+                "GREEN_RAMP_STEP": "90s",
+                "GREEN_ROLLBACK_ERROR_RATE": "0.05",
+                "RED_MIRROR": "12.5",
+            }
+        )
+        self.assertEqual(
+            routing_table(config),
+            [
+                "blue     http://b  weight 1  share 100.0% of what green's ramp leaves",
+                "green    http://g  ramp 1%, 5%, 50.5% from 2026-12-01T10:00:00.000Z, a step every 90s",
+                "red      http://r  weight 0  share 0.0% of what green's ramp leaves",
+                "green is rolled back if over 30s (at least 20 requests) more than 0.05 of its requests fail",
+                "red gets a copy of 12.5% of the other colours' requests (answers thrown away)",
+            ],
+        )
+
+
 class ThreadedMemoryReactor(MemoryReactorClock):
     """A memory reactor whose callFromThread runs the call at once."""
 

@@ -368,26 +368,30 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
     return tuple(networks)
 
 
+def _parse_number(text: str, high: float, not_a_number: str, out_of_range: str) -> float:
+    """A number from 0 to C{high} (the range check refuses nan and inf too)."""
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError(not_a_number) from None
+    if not 0 <= number <= high:
+        raise ValueError(out_of_range)
+    return number
+
+
 def parse_fraction(text: str) -> float:
     """Parse a fraction from 0 to 1, such as C{0.05}."""
-    try:
-        fraction = float(text.strip())
-    except ValueError:
-        raise ValueError("not a number") from None
-    if not 0 <= fraction <= 1:
-        raise ValueError("must be a fraction from 0 to 1")
-    return fraction
+    return _parse_number(text, 1, "not a number", "must be a fraction from 0 to 1")
 
 
 def parse_percent(text: str) -> float:
     """Parse a percentage from 0 to 100, decimals allowed, such as C{12.5}."""
-    try:
-        percent = float(text.strip())
-    except ValueError:
-        raise ValueError("not a percentage (a number from 0 to 100)") from None
-    if not 0 <= percent <= 100:
-        raise ValueError("must be a percentage from 0 to 100")
-    return percent
+    return _parse_number(
+        text,
+        100,
+        "not a percentage (a number from 0 to 100)",
+        "must be a percentage from 0 to 100",
+    )
 
 
 def _parse_positive_count(text: str) -> int:
