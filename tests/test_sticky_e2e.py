@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from .processes import Twistd, start_twistd
 
 SECRET = "a shared sticky secret"
-
-
-@pytest.fixture(scope="module")
-def apps(tmp_path_factory) -> Iterator[tuple[int, int]]:  # type: ignore[no-untyped-def]
-    """A blue and a green myapp (each answers with its colour)."""
-    logs = tmp_path_factory.mktemp("sticky-apps")
-    blue = start_twistd("myapp", [], {}, logs)
-    green = start_twistd("myapp", [], {}, logs)
-    yield blue.port, green.port
-    blue.stop()
-    green.stop()
 
 
 def _proxy(apps: tuple[int, int], tmp_path: Path, green_weight: int = 1) -> Twistd:

@@ -6,7 +6,6 @@ real proxy to myapp's /ws, as the demo runs it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from websockets.sync.client import connect
 from .processes import Twistd, start_twistd
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def apps(tmp_path_factory) -> Iterator[tuple[int, int]]:  # type: ignore[no-untyped-def]
-    """A blue and a green myapp."""
-    logs = tmp_path_factory.mktemp("ws-apps")
-    blue = start_twistd("myapp", [], {}, logs)
-    green = start_twistd("myapp", [], {}, logs)
-    yield blue.port, green.port
-    blue.stop()
-    green.stop()
 
 
 def _proxy(apps: tuple[int, int], tmp_path: Path, **environ: str) -> Twistd:
