@@ -50,6 +50,7 @@ V2=1 "$twistd" --nodaemon --pidfile= --logfile=green.log myapp --listen "tcp:$gr
 pids+=($!)
 BLUE="http://127.0.0.1:$blue_port" GREEN="http://127.0.0.1:$green_port/" BLUE_WEIGHT=4 GREEN_WEIGHT=1 \
   SILLYPROXY_STICKY=cookie SILLYPROXY_STICKY_SECRET=demo-sticky-secret SILLYPROXY_OVERRIDE_SECRET=demo-override-secret \
+  GREEN_ROLLBACK_ERROR_RATE=0.2 \
   SILLYPROXY_ADMIN_LISTEN="tcp:$admin_port:interface=127.0.0.1" \
   "$twistd" --nodaemon --pidfile= --logfile=- sillyproxy --listen "tcp:$proxy_port:interface=127.0.0.1" \
   --listen "ssl:$tls_port:interface=127.0.0.1:privateKey=$logs/key.pem:certKey=$logs/cert.pem" &
@@ -71,6 +72,7 @@ TLS (self-signed for the demo): curl --cacert $logs/cert.pem https://127.0.0.1:$
 HTTP/2 (over TLS): curl --http2 -sv --cacert $logs/cert.pem https://127.0.0.1:$tls_port/ 2>&1 | grep -E '^< HTTP|^blue|^<h1' 
 A WebSocket (myapp's /ws echoes with its colour): $root/.venv/bin/python -m websockets ws://127.0.0.1:$proxy_port/ws
 The backends directly (Color unknown): curl http://127.0.0.1:$blue_port/  curl http://127.0.0.1:$green_port/
+The live dashboard, in a browser: http://127.0.0.1:$admin_port/   (green is armed for rollback above 20 % errors)
 Metrics and status: curl http://127.0.0.1:$admin_port/metrics  curl http://127.0.0.1:$admin_port/status
 Press Ctrl-C to stop. Backend logs: $logs
 

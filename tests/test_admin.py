@@ -238,3 +238,167 @@ class QuietAdminTests(SynchronousTestCase):
 
         self.assertGreaterEqual(len(logged(Site)), 3)
         self.assertEqual(logged(AdminSite), [])
+
+
+T0 = 1796119200.0
+
+
+class CanaryAdminTests(SynchronousTestCase):
+    """/status, /history, /healthz and /metrics for a ramping, rollback-armed, mirrored green."""
+
+    def setUp(self) -> None:
+        import attrs
+
+        from sillyproxy._ramp import Ramp
+
+        self.blue = CaptureResource(body=b"fine")
+        self.green = CaptureResource(status=500, body=b"broken")
+        self.red = CaptureResource(body=b"red")
+        green = attrs.evolve(
+            backend("green", "http://g:1", 0),
+            ramp=Ramp((10.0, 50.0, 100.0), T0 + 100, 60.0),
+            rollback_error_rate=0.5,
+        )
+        self.proxy = InMemoryProxy(
+            [
+                (backend("blue", "http://b:1", 3), self.blue),
+                (green, self.green),
+                (attrs.evolve(backend("red", "http://r:1", 1), mirror_percent=50.0), self.red),
+            ],
+            seed=3,
+            canary_options={"window": 30.0, "min_requests": 10},
+            mirrors=[("red", 50.0)],
+        )
+        self.proxy.clock.advance(T0 + 130)
+        self.canary = self.proxy.canary
+        assert self.canary is not None
+        # Made after the proxy, so that it can see the rollout and the
+        # mirrors; finished requests reach it all the same.
+        self.proxy.metrics = ProxyMetrics(
+            CollectorRegistry(),
+            self.proxy.router,
+            "9.9.9",
+            lambda: {},
+            self.proxy.clock.seconds,
+            rolled_back=self.canary.rollout.rolled_back,
+            mirrors=self.proxy.mirrors,
+        )
+        self.canary.rollout.start()
+        self.addCleanup(self.canary.rollout.stop)
+        self.admin = StubTreq(
+            admin_resource(
+                self.proxy.metrics,
+                self.proxy.router,
+                ProxySite(None),
+                self.proxy.clock.seconds,
+                "9.9.9",
+                "tcp:8080",
+                rollout=self.canary.rollout,
+                traffic=self.canary.traffic,
+                mirrors=self.proxy.mirrors,
+                rollback_healthz=True,
+            )
+        )
+
+    def fetch(self, path: str):  # type: ignore[no-untyped-def]
+        response = self.successResultOf(self.admin.get("http://admin" + path))
+        return response.code, self.successResultOf(self.admin.content(response))
+
+    def get(self, count: int) -> None:
+        for _ in range(count):
+            self.proxy.raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.proxy.flush()
+
+    def test_status_during_a_ramp(self) -> None:
+        """If green is at step 1 of its ramp, then /status gives each colour's share, configured share and the ramp's position."""
+        code, body = self.fetch("/status")
+        self.assertEqual(code, 200)
+        status = json.loads(body)
+        colors = status["colors"]
+        self.assertEqual(status["time"], "2026-12-01T10:02:10.000Z")
+        self.assertEqual(
+            colors["green"]["ramp"],
+            {"step": 1, "steps": 3, "percent": 10.0, "next_step_at": "2026-12-01T10:02:40.000Z"},
+        )
+        self.assertIsNone(colors["blue"]["ramp"])
+        self.assertEqual(
+            {c: (v["share"], v["configured_share"]) for c, v in colors.items()},
+            {"blue": (0.675, 0.675), "green": (0.1, 0.1), "red": (0.225, 0.225)},
+        )
+        self.assertEqual((colors["green"]["rolled_back"], colors["green"]["rollback_reason"]), (False, None))
+        self.assertEqual(colors["red"]["mirror"], {"percent": 50.0})
+        self.assertIsNone(colors["green"]["mirror"])
+        self.assertEqual(colors["green"]["requests_per_second"], 0.0)
+        self.assertIsNone(colors["green"]["error_rate"])
+        self.assertIsNone(colors["green"]["p99_ms"])
+        self.assertIsNone(colors["green"]["observed_share"])
+
+    def test_last_ten_seconds_and_rollback(self) -> None:
+        """If traffic passes and green fails, then /status shows each colour's last 10 s, green rolled back with its reason, /healthz 503 and the metrics."""
+        self.get(200)
+        self.assertIn("green", self.canary.rollout.rolled_back)
+        self.proxy.clock.advance(1)
+        status = json.loads(self.fetch("/status")[1])
+        colors = status["colors"]
+        green = colors["green"]
+        self.assertTrue(green["rolled_back"])
+        self.assertIn("GREEN_ROLLBACK_ERROR_RATE=0.5", green["rollback_reason"])
+        self.assertEqual(green["share"], 0.0)
+        self.assertEqual(green["configured_share"], 0.1)
+        self.assertEqual(green["error_rate"], 1.0)
+        self.assertEqual(colors["blue"]["error_rate"], 0.0)
+        self.assertEqual(colors["blue"]["requests_per_second"], colors["blue"]["requests"] / 10)
+        self.assertEqual(sum(c["requests"] for c in colors.values()), 200)
+        self.assertAlmostEqual(sum(c["observed_share"] for c in colors.values()), 1.0, places=3)
+        self.assertIsNotNone(colors["blue"]["p50_ms"])
+        self.assertEqual(self.fetch("/healthz"), (503, b"rolled back: green"))
+        # Readiness is the replica's ability to serve, which it keeps.
+        self.assertEqual(self.fetch("/readyz")[0], 200)
+
+        families = {
+            f.name: f for f in text_string_to_metric_families(self.fetch("/metrics")[1].decode())
+        }
+        share = {s.labels["color"]: s.value for s in families["sillyproxy_color_share"].samples}
+        self.assertEqual(share, {"blue": 0.75, "green": 0.0, "red": 0.25})
+        rolled = {s.labels["color"]: s.value for s in families["sillyproxy_rolled_back"].samples}
+        self.assertEqual(rolled, {"blue": 0, "green": 1, "red": 0})
+        mirrored = {
+            (s.labels["color"], s.labels["outcome"]): s.value
+            for s in families["sillyproxy_mirrored_requests"].samples
+            if s.name == "sillyproxy_mirrored_requests_total"
+        }
+        self.assertEqual(set(mirrored), {("red", o) for o in ("sent", "dropped", "too_large", "failed")})
+        self.assertEqual(mirrored[("red", "sent")], len(self.red.seen) - colors["red"]["requests"])
+        self.assertGreater(mirrored[("red", "sent")], 0)
+
+    def test_history(self) -> None:
+        """If traffic passes, then /history has five minutes of per-second points per colour, this traffic in the last."""
+        self.get(30)
+        self.proxy.clock.advance(1)
+        history = json.loads(self.fetch("/history")[1])
+        self.assertEqual(history["interval_seconds"], 1)
+        self.assertEqual(history["end"], "2026-12-01T10:02:10.000Z")
+        blue = history["colors"]["blue"]
+        self.assertEqual(len(blue["requests_per_second"]), 300)
+        self.assertEqual(
+            sum(history["colors"][c]["requests_per_second"][-1] for c in ("blue", "green", "red")), 30
+        )
+        self.assertEqual(blue["error_rate"][-1], 0.0)
+        self.assertIsNone(blue["error_rate"][0])
+
+    def test_healthz_stays_ok_without_the_switch(self) -> None:
+        """If SILLYPROXY_ROLLBACK_HEALTHZ is off, then /healthz says ok even after a rollback."""
+        admin = StubTreq(
+            admin_resource(
+                self.proxy.metrics,
+                self.proxy.router,
+                ProxySite(None),
+                self.proxy.clock.seconds,
+                "9.9.9",
+                "tcp:8080",
+                rollout=self.canary.rollout,
+            )
+        )
+        self.canary.rollout.roll_back("green", "errors")
+        response = self.successResultOf(admin.get("http://admin/healthz"))
+        self.assertEqual((response.code, self.successResultOf(admin.content(response))), (200, b"ok\n"))
