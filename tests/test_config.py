@@ -552,6 +552,13 @@ class CanaryConfigTests(TableTests):
                 "GREEN_MIRROR='5': set, but GREEN (the backend URL) is not",
             ],
         ),
+        (
+            {**_RAMPED, "BLUE_WEIGHT": "0"},
+            [
+                "GREEN_RAMP='1,5,25': no other colour has a weight above 0 to take the rest "
+                "of the traffic"
+            ],
+        ),
         ({**_G, "GREEN_ROLLBACK_ERROR_RATE": "5%"}, ["GREEN_ROLLBACK_ERROR_RATE='5%': not a number"]),
         (
             {**_G, "GREEN_ROLLBACK_ERROR_RATE": "1.5"},
@@ -568,8 +575,12 @@ class CanaryConfigTests(TableTests):
             ["SILLYPROXY_ANALYSIS_MIN_REQUESTS='0': must be a whole number from 1 to 100000"],
         ),
         (
-            {**_G, "SILLYPROXY_ANALYSIS_WINDOW": "0"},
-            ["SILLYPROXY_ANALYSIS_WINDOW='0': must be more than 0 and at most 86400 seconds"],
+            {**_G, "SILLYPROXY_ANALYSIS_WINDOW": "0.5"},
+            ["SILLYPROXY_ANALYSIS_WINDOW='0.5': must be from 1 to 86400 seconds"],
+        ),
+        (
+            {**_G, "SILLYPROXY_ANALYSIS_WINDOW": "1e-300"},
+            ["SILLYPROXY_ANALYSIS_WINDOW='1e-300': must be from 1 to 86400 seconds"],
         ),
         (
             {**_G, "SILLYPROXY_ROLLBACK_HEALTHZ": "maybe"},

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, Cooperator
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
 
-from sillyproxy._mirror import MAX_MIRRORED_BODY
+from sillyproxy._mirror import MAX_MIRRORED_BODY, Mirror
 
 from .support import CaptureResource, HeldResource, InMemoryProxy, backend
 
@@ -73,6 +79,25 @@ class MirrorTests(SynchronousTestCase):
         self.assertGreater(served_by_green, 5)
         self.assertEqual(len(green.seen), 40)  # type: ignore[attr-defined]
         self.assertEqual(proxy.mirrors[0].counts["sent"], 40 - served_by_green)
+
+    def test_a_request_that_fails_over_to_the_mirrored_colour_is_not_copied(self) -> None:
+        """If blue refuses and the request fails over to green, then green serves it and gets no copy of it."""
+        proxy, _, green = _proxy(green_weight=1)
+        del proxy.network.servers[proxy.backend_addresses["blue"]]
+        for _ in range(10):
+            written = _get(proxy, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertTrue(written.endswith(b"green"), written)
+        self.assertIn("failover", [r.outcome for r in proxy.access])
+        self.assertEqual(len(green.seen), 10)  # type: ignore[attr-defined]
+        self.assertEqual(proxy.mirrors[0].counts["sent"], 0)
+
+    def test_a_request_no_colour_answers_is_not_copied(self) -> None:
+        """If the chosen colour fails and there is nowhere to fail over, then nothing is copied."""
+        proxy, _, green = _proxy()
+        del proxy.network.servers[proxy.backend_addresses["blue"]]
+        written = _get(proxy, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx")
+        self.assertTrue(written.startswith(b"HTTP/1.1 502 "), written)
+        self.assertEqual(green.seen, [])  # type: ignore[attr-defined]
 
     def test_percentage_of_requests(self) -> None:
         """If green mirrors 10 %, then about a tenth of requests are copied."""
@@ -155,3 +180,46 @@ class MirrorTests(SynchronousTestCase):
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         )
         self.assertEqual(green.seen, [])  # type: ignore[attr-defined]
+
+
+class _Silent:
+    """An upstream whose requests are never answered."""
+
+    available = True
+    addresses = ()
+
+    def __init__(self) -> None:
+        self.sent: list[Deferred[IResponse]] = []
+
+    def request(self, method, uri, headers=None, bodyProducer=None, sent_to=None):  # type: ignore[no-untyped-def]
+        waiting: Deferred[IResponse] = Deferred()
+        self.sent.append(waiting)
+        return waiting
+
+
+class MirrorLimitTests(SynchronousTestCase):
+    def test_buffered_bodies_are_bounded(self) -> None:
+        """If copies in flight hold as many body bytes as allowed, then the next copy with a body is dropped, and one without a body still goes."""
+        clock = Clock()
+        upstream = _Silent()
+        mirror = Mirror(
+            backend("green", "http://g"), 100.0, upstream, clock, Cooperator(), lambda n: 0, 100, 60.0,
+            max_buffered=25,
+        )
+        for _ in range(3):
+            mirror.copy(b"PUT", b"http://g/", Headers(), BytesIO(b"x" * 10))
+        self.assertEqual((len(upstream.sent), mirror.buffered, mirror.counts["dropped"]), (2, 20, 1))
+        mirror.copy(b"GET", b"http://g/", Headers(), None)
+        self.assertEqual(len(upstream.sent), 3)
+        # At the timeout the copies are abandoned and their bytes let go.
+        clock.advance(60)
+        self.assertEqual((mirror.buffered, mirror.inflight, mirror.counts["failed"]), (0, 0, 3))
+
+    def test_body_is_left_where_it_was(self) -> None:
+        """If the forwarded request's body is being read, then copying it leaves the file where it was."""
+        body = BytesIO(b"0123456789")
+        body.seek(4)
+        upstream = _Silent()
+        mirror = Mirror(backend("green", "http://g"), 100.0, upstream, Clock(), Cooperator(), lambda n: 0, 1, 60.0)
+        mirror.copy(b"PUT", b"http://g/", Headers(), body)
+        self.assertEqual(body.tell(), 4)

@@ -35,13 +35,18 @@ class ParsingTests(TableTests):
         ("5,1", "not strictly increasing (5 then 1)"),
         ("5,5", "not strictly increasing (5 then 5)"),
         ("1,101", "101 is not from 0 to 100"),
-        ("-1,5", "-1 is not from 0 to 100"),
+        ("-1,5", "'-1' is not a percentage"),
+        ("100.5", "100.5 is not from 0 to 100"),
         ("1,,5", "an empty item"),
         ("1,5,", "an empty item"),
         ("ten", "'ten' is not a percentage"),
-        ("nan", "nan is not from 0 to 100"),
-        ("1,inf", "inf is not from 0 to 100"),
+        ("nan", "'nan' is not a percentage"),
+        ("1,inf", "'inf' is not a percentage"),
         ("5%", "'5%' is not a percentage"),
+        ("1_0", "'1_0' is not a percentage"),
+        ("2e1", "'2e1' is not a percentage"),
+        ("0.00001", "'0.00001' has more than 4 decimals"),
+        ("+5", "'+5' is not a percentage"),
     )
     def test_percentages_refused(self, text: str, reason: str) -> None:
         """If a ramp is not strictly increasing within 0-100, then the reason says why."""
@@ -90,7 +95,8 @@ class ParsingTests(TableTests):
         ("5m", 300.0),
         ("1.5h", 5400.0),
         ("90", 90.0),
-        ("0.5", 0.5),
+        ("1", 1.0),
+        ("1.5", 1.5),
         (".5m", 30.0),
         (" 2 m ", 120.0),
     )
@@ -101,6 +107,8 @@ class ParsingTests(TableTests):
     @rows(
         ("0",),
         ("0s",),
+        ("0.5",),
+        ("0.0000001",),
         ("-5m",),
         ("5d",),
         ("5 minutes",),

@@ -18,7 +18,16 @@ from sillyproxy._routing import Router
 from sillyproxy._sticky import Ranker, parse_sticky
 from sillyproxy.override import make_pass
 
-from .support import AgentUpstream, CaptureResource, InMemoryProxy, TableTests, backend, failing_agent, rows
+from .support import (
+    AgentUpstream,
+    CaptureResource,
+    HeldResource,
+    InMemoryProxy,
+    TableTests,
+    backend,
+    failing_agent,
+    rows,
+)
 
 T0 = 1796119200.0
 
@@ -41,16 +50,18 @@ class ErrorWindowTests(TableTests):
     @rows(
         # (events as (time, failed), when asked, (requests, failures))
         ([(0.0, False), (1.0, True)], 1.0, (2, 1)),
-        # A 30 s window in 1 s slots: an event 29.5 s back is in, 30.5 s back is out.
+        # A 30 s window in 1 s slots holds the current slot and the 29 before
+        # it: an event in slot 1 is in at 30.0, one in slot 0 is out.
         ([(0.5, True), (30.0, False)], 30.0, (1, 0)),
         ([(1.0, True), (30.0, False)], 30.0, (2, 1)),
         ([(0.0, True)], 29.99, (1, 1)),
         ([(0.0, True)], 30.0, (0, 0)),
         # Long quiet: everything has slid out.
         ([(0.0, True), (5.0, True)], 1000.0, (0, 0)),
-        # A clock step back within the window is counted; beyond it, not.
+        # A clock step back within the window is counted; beyond it, the
+        # window starts again at the new time.
         ([(100.0, False), (95.0, True)], 100.0, (2, 1)),
-        ([(100.0, False), (60.0, True)], 100.0, (1, 0)),
+        ([(100.0, False), (60.0, True)], 60.0, (1, 1)),
     )
     def test_sliding_totals(
         self, events: list[tuple[float, bool]], now: float, expected: tuple[int, int]
@@ -60,6 +71,14 @@ class ErrorWindowTests(TableTests):
         for when, failed in events:
             window.add(when, failed)
         self.assertEqual(window.totals(now), expected)
+
+    def test_clock_corrected_after_a_jump_forward(self) -> None:
+        """If the clock jumps an hour ahead and is put back, then requests after the correction are counted."""
+        window = ErrorWindow(30.0)
+        window.add(T0 + 3600, False)
+        for i in range(20):
+            window.add(T0 + i * 0.1, True)
+        self.assertEqual(window.totals(T0 + 2), (20, 20))
 
     def test_steady_traffic_keeps_a_window_of_requests(self) -> None:
         """If a request ends every 0.1 s for 100 s, then a 30 s window holds 300 of them, give or take a slot."""
@@ -222,14 +241,44 @@ class RolloutTests(SynchronousTestCase):
         """If rolling a colour back would leave no colour with a share, then it is refused (once logged) and the weights stay."""
         clock = Clock()
         lines = _logged(self)
-        rollout, router = _rollout(clock, None, blue_weight=0)
-        router.set_weights({"blue": 0, "green": 3})
+        router = Router(
+            [backend("blue", "http://b", 0), backend("green", "http://g", 3)], _Upstreams(), lambda n: 0
+        )
         rollout = Rollout([backend("blue", "http://b", 0), backend("green", "http://g", 3)], router, clock)
         self.assertFalse(rollout.roll_back("green", "errors"))
         self.assertFalse(rollout.roll_back("green", "errors"))
         self.assertEqual(router.weights, {"blue": 0, "green": 3})
         self.assertEqual(rollout.rolled_back, {})
         self.assertEqual(sum("not rolled back" in line for line in lines), 1)
+
+    def test_sticky_users_only_move_to_the_ramping_colour(self) -> None:
+        """If the ramp steps up on the clock, then a sticky user who got green keeps it, and users only ever move to green."""
+        clock = Clock()
+        clock.advance(T0)
+        backends = [
+            backend("blue", "http://b", 3),
+            backend("red", "http://r", 1),
+            attrs.evolve(backend("green", "http://g", 0), ramp=Ramp((5.0, 25.0, 50.0), T0, 60.0)),
+        ]
+        router = Router(backends, _Upstreams(), lambda n: 0, sticky_secret=b"s")
+        rollout = Rollout(backends, router, clock)
+        rollout.start()
+        self.addCleanup(rollout.stop)
+        keys = [b"user-%d" % i for i in range(1000)]
+        greens = []
+        before = {key: router.choose_for(key).color for key in keys}  # type: ignore[union-attr]
+        # Steps 2 and 3 move users; the ramp's end keeps 50 %, and moves nobody.
+        for expect_moves in (True, True, False):
+            clock.advance(60)
+            now = {key: router.choose_for(key).color for key in keys}  # type: ignore[union-attr]
+            moved = [key for key in keys if now[key] != before[key]]
+            self.assertEqual(bool(moved), expect_moves)
+            self.assertLessEqual({now[key] for key in moved}, {"green"})
+            greens.append(sum(color == "green" for color in now.values()))
+            before = now
+        # About 25 % then 50 %, and 50 % after the last step ends.
+        self.assertTrue(200 <= greens[0] <= 300 and 430 <= greens[1] <= 570, greens)
+        self.assertEqual(greens[1], greens[2])
 
     def test_sticky_users_of_a_rolled_back_colour_move_and_no_one_else(self) -> None:
         """If green is rolled back, then its sticky users move to their next best colour and every other user stays put."""
@@ -251,7 +300,13 @@ class RolloutTests(SynchronousTestCase):
 
 
 class ProxyRollbackTests(SynchronousTestCase):
-    def proxy(self, green: CaptureResource, min_requests: int = 20, **options: object) -> InMemoryProxy:
+    def proxy(
+        self,
+        green: CaptureResource,
+        min_requests: int = 20,
+        response_timeout: float = 60.0,
+        **options: object,
+    ) -> InMemoryProxy:
         self.blue = CaptureResource(body=b"blue")
         self.green = green
         blue = backend("blue", "http://blue.internal:8080", 1)
@@ -262,6 +317,7 @@ class ProxyRollbackTests(SynchronousTestCase):
             [(blue, self.blue), (green_backend, green)],
             canary_options={"window": 30.0, "min_requests": min_requests},
             forward_options=dict(options),
+            response_timeout=response_timeout,
         )
         proxy.clock.advance(T0)
         return proxy
@@ -320,6 +376,21 @@ class ProxyRollbackTests(SynchronousTestCase):
         proxy.canary.rollout.roll_back("green", "errors")
         self.assertEqual(self.get(proxy, b"X-User: " + key + b"\r\n"), (200, b"blue"))
 
+    def test_the_proxys_own_504_counts_against_the_colour(self) -> None:
+        """If green never answers and the proxy answers 504 for it, then those count as green's failures and green is rolled back."""
+        held = HeldResource()
+        proxy = self.proxy(held, min_requests=5, response_timeout=1.0)  # type: ignore[arg-type]
+        assert proxy.canary is not None
+        for _ in range(100):
+            proxy.raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            proxy.clock.advance(1)
+            proxy.flush()
+            if proxy.canary.rollout.rolled_back:
+                break
+        statuses = [r.status for r in proxy.access if r.color == "green"]
+        self.assertEqual(statuses, [504] * 5)
+        self.assertIn("(5 of 5 requests failed)", proxy.canary.rollout.rolled_back["green"])
+
     def test_attempt_failed_over_counts_against_its_colour(self) -> None:
         """If green refuses connections and its requests are retried on blue, then those attempts count as green's failures and green is rolled back."""
         # Three refusals eject green's one address: three is all it gets.
@@ -333,4 +404,5 @@ class ProxyRollbackTests(SynchronousTestCase):
                 break
         self.assertIn("green", proxy.canary.rollout.rolled_back)
         summary = proxy.canary.traffic.colors["green"].summary(proxy.clock.seconds() + 1)
-        self.assertEqual((summary.requests, summary.failures), (3, 3))
+        # Attempts, not answers: green answered nothing, and failed every attempt.
+        self.assertEqual((summary.requests, summary.failovers, summary.error_rate), (0, 3, 1.0))

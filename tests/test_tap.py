@@ -90,6 +90,17 @@ class OptionsTests(SynchronousTestCase):
         self.assertNotIn("Traceback", stderr.getvalue())
 
 
+    def test_bad_ramp_exits_2(self) -> None:
+        """If a ramp is bad (here: with no start), then exit status 2 names the variable."""
+        stderr = io.StringIO()
+        options = Options(
+            environ={"BLUE": "http://b", "GREEN": "http://g", "GREEN_RAMP": "5,50"}, stderr=stderr
+        )
+        exit = self.assertRaises(SystemExit, options.parseOptions, ["--listen", "tcp:8080"])
+        self.assertEqual(exit.code, 2)
+        self.assertIn("  GREEN_RAMP_START: required with GREEN_RAMP", stderr.getvalue().splitlines())
+
+
 class RoutingTableTests(SynchronousTestCase):
     def test_shares(self) -> None:
         """If blue and green weigh 4 and 1, then the table shows 80% and 20%."""

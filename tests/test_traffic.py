@@ -98,3 +98,16 @@ class ColorTrafficTests(SynchronousTestCase):
         traffic = RecentTraffic(["green"])
         self.assertFalse(traffic.observe(_record(400, color="-"), 5.0))
         self.assertEqual(traffic.colors["green"].summary(6.0).requests, 0)
+
+    def test_failovers_count_in_the_error_rate_not_the_answers(self) -> None:
+        """If attempts on a colour fail over elsewhere, then they raise its error rate but are not requests it answered."""
+        traffic = RecentTraffic(["green"])
+        traffic.observe(_record(200), 50.0)
+        traffic.failed_over("green", 50.0)
+        traffic.failed_over("green", 50.0)
+        summary = traffic.colors["green"].summary(51.0)
+        self.assertEqual((summary.requests, summary.failovers), (1, 2))
+        self.assertEqual(summary.requests_per_second, 0.1)
+        self.assertAlmostEqual(summary.error_rate or 0, 2 / 3)
+        requests, rates = traffic.colors["green"].history(51.0)
+        self.assertEqual((requests[-1], rates[-1]), (1, 2 / 3))

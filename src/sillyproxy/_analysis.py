@@ -34,6 +34,14 @@ class ErrorWindow:
 
     def _advance(self, slot: int) -> None:
         slots = len(self._slot_ids)
+        if slot <= self._last - slots:
+            # The clock went back by more than the window (corrected after a
+            # jump ahead): what was counted is in the future; start afresh.
+            self._slot_ids = [-1] * slots
+            self._requests = [0] * slots
+            self._failures = [0] * slots
+            self.requests = self.failures = 0
+            self._last = slot - 1
         if slot <= self._last:
             return
         # Empty the slots the window has slid past since the last event.
@@ -51,9 +59,6 @@ class ErrorWindow:
         """Count a request that ended at C{now}, failed or not."""
         slot = int(now // self._width)
         self._advance(slot)
-        if slot <= self._last - len(self._slot_ids):
-            # Older than the window (a clock step back): not counted.
-            return
         index = slot % len(self._slot_ids)
         self._requests[index] += 1
         self.requests += 1

@@ -394,6 +394,15 @@ def parse_percent(text: str) -> float:
     )
 
 
+def _parse_window(text: str) -> float:
+    # Under a second, the window's thirtieths would be finer than any
+    # request's timing, and a tiny one would overflow the slot arithmetic.
+    seconds = _parse_number(text, 86400, "not a number of seconds", "must be from 1 to 86400 seconds")
+    if seconds < 1:
+        raise ValueError("must be from 1 to 86400 seconds")
+    return seconds
+
+
 def _parse_positive_count(text: str) -> int:
     stripped = text.strip()
     # The length first: int() refuses thousands of digits with its own message.
@@ -487,7 +496,7 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("sticky_secret", "SILLYPROXY_STICKY_SECRET", parse_secret),
     ("sticky_max_age", "SILLYPROXY_STICKY_MAX_AGE", _parse_max_age),
     ("override_secret", "SILLYPROXY_OVERRIDE_SECRET", parse_secret),
-    ("analysis_window", "SILLYPROXY_ANALYSIS_WINDOW", parse_seconds),
+    ("analysis_window", "SILLYPROXY_ANALYSIS_WINDOW", _parse_window),
     ("analysis_min_requests", "SILLYPROXY_ANALYSIS_MIN_REQUESTS", _parse_positive_count),
     ("rollback_healthz", "SILLYPROXY_ROLLBACK_HEALTHZ", parse_switch),
     ("mirror_max_inflight", "SILLYPROXY_MIRROR_MAX_INFLIGHT", _parse_positive_count),
@@ -720,6 +729,17 @@ def parse_config(
             )
         )
 
+    ramps = [b for b in backends if b.ramp is not None]
+    if len(ramping) == 1 and ramps and not any(b.weight for b in backends if b.ramp is None):
+        # The others share what the ramp leaves by their weights: with none,
+        # every request would go to the ramping colour or get a 502.
+        problems.append(
+            ConfigProblem(
+                f"{ramps[0].color.upper()}_RAMP",
+                _setting(environ, f"{ramps[0].color.upper()}_RAMP"),
+                "no other colour has a weight above 0 to take the rest of the traffic",
+            )
+        )
     if problems:
         raise ConfigError(problems)
     return ProxyConfig(descriptions, tuple(backends), tuple(unserved), tunables)

@@ -179,7 +179,7 @@ class _NoMetrics:
         pass
 
 
-def _ignore(color: str) -> None:
+def _no_failover_listener(color: str) -> None:
     pass
 
 
@@ -325,7 +325,7 @@ class ForwardingResource(Resource):
             override_secret=override_secret,
             colors=tuple(b.color for b in router.backends),
             mirrors=tuple(mirrors),
-            on_failed_over=on_failed_over if on_failed_over is not None else _ignore,
+            on_failed_over=on_failed_over if on_failed_over is not None else _no_failover_listener,
         )
 
     def render(self, request: Request) -> bytes | int:
@@ -411,11 +411,13 @@ class _Exchange:
                 self._answer_error(502, "no backends available")
             return
         self._send(backend)
-        if self._settings.mirrors and self._upgrade is None and not request.finished:
-            self._copy_to_mirrors(backend)
 
     def _copy_to_mirrors(self, served_by: Backend) -> None:
-        """Send copies to the mirrored colours drawn for this request (after it was sent on its way)."""
+        """
+        Send copies to the mirrored colours drawn for this request, once the
+        colour that serves it (after any failover) has begun to answer, and
+        before its body is relayed: finishing the request discards its body.
+        """
         request = self._request
         for mirror in self._settings.mirrors:
             if mirror.color == served_by.color or not mirror.drawn():
@@ -620,6 +622,9 @@ class _Exchange:
         ):
             outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
         assert self._backend is not None
+        if settings.mirrors and self._upgrade is None:
+            # An upgrade is not copied even when refused: the copy might not be.
+            self._copy_to_mirrors(self._backend)
         self._relay = BodyRelay(
             request,
             self._backend,

@@ -33,6 +33,9 @@ __all__ = ["MAX_MIRRORED_BODY", "Mirror", "OUTCOMES"]
 
 # Bodies larger than this are not copied: a copy is held in memory.
 MAX_MIRRORED_BODY = 1024 * 1024
+# The bodies of all copies in flight together, at most: past it, copies
+# are dropped, so that memory stays bounded whatever the in-flight limit.
+MAX_BUFFERED = 64 * MAX_MIRRORED_BODY
 OUTCOMES = ("sent", "dropped", "too_large", "failed")
 # One draw in a million: percentages keep four decimals.
 _DRAW_RANGE = 1_000_000
@@ -49,12 +52,14 @@ class _NoCookies(DefaultCookiePolicy):
 
 
 @implementer(IAgent)
-class _Exact:
+class _ExactRequestAgent:
     """
     The agent treq sends a copy through: it sends the client's method, target
     and headers exactly, through the colour's upstream.  treq's own layers
     would upper-case the method, re-encode the URL and add Accept-Encoding,
-    and the copy is meant to be the client's request.
+    and the copy is meant to be the client's request.  (treq still
+    decompresses a gzip answer the client asked for before it is thrown
+    away: CPU only, and only for clients that accept gzip.)
     """
 
     def __init__(self, upstream: Upstream, method: bytes, url: bytes, headers: Headers) -> None:
@@ -102,6 +107,7 @@ class Mirror:
     @param randbelow: a uniform integer in C{[0, n)}, for the draw.
     @param timeout: how long a copy may take, answer and body, before it is
         abandoned and counted as failed.
+    @param max_buffered: the body bytes all copies in flight may hold together.
     """
 
     def __init__(
@@ -114,6 +120,7 @@ class Mirror:
         randbelow: Callable[[int], int],
         max_inflight: int,
         timeout: float,
+        max_buffered: int = MAX_BUFFERED,
     ) -> None:
         self.backend = backend
         self.color = backend.color
@@ -123,8 +130,11 @@ class Mirror:
         self._cooperator = cooperator
         self._randbelow = randbelow
         self._max_inflight = max_inflight
+        self._max_buffered = max_buffered
         self._timeout = timeout
         self.inflight = 0
+        # Body bytes held by the copies in flight.
+        self.buffered = 0
         self.counts = dict.fromkeys(OUTCOMES, 0)
 
     def drawn(self) -> bool:
@@ -137,26 +147,29 @@ class Mirror:
         flight or its body is over L{MAX_MIRRORED_BODY}.  C{body} is read
         here and left where it was found.
         """
-        if self.inflight >= self._max_inflight:
+        size = where = 0
+        if body is not None:
+            where = body.tell()
+            size = body.seek(0, 2)
+            body.seek(where)
+            if size > MAX_MIRRORED_BODY:
+                self.counts["too_large"] += 1
+                return
+        if self.inflight >= self._max_inflight or self.buffered + size > self._max_buffered:
             self.counts["dropped"] += 1
             return
         data = None
         if body is not None:
-            where = body.tell()
-            size = body.seek(0, 2)
-            if size > MAX_MIRRORED_BODY:
-                body.seek(where)
-                self.counts["too_large"] += 1
-                return
             body.seek(0)
-            data = body.read()
+            data = body.read(size)
             body.seek(where)
         self.inflight += 1
+        self.buffered += size
         producer = (
             ReceivedBodyProducer(BytesIO(data), self._cooperator) if data is not None else None
         )
         client = HTTPClient(
-            _Exact(self._upstream, method, url, headers),
+            _ExactRequestAgent(self._upstream, method, url, headers),
             cookiejar=CookieJar(policy=_NoCookies()),  # type: ignore[arg-type]
         )
         discard: _Discard | None = None
@@ -178,6 +191,7 @@ class Mirror:
             if deadline is not None and deadline.active():
                 deadline.cancel()
             self.inflight -= 1
+            self.buffered -= size
             self.counts["failed" if isinstance(result, Failure) else "sent"] += 1
 
         try:
@@ -193,6 +207,7 @@ class Mirror:
         except Exception:
             # treq refused the target (it parses the URL first): no copy.
             self.inflight -= 1
+            self.buffered -= size
             self.counts["failed"] += 1
             return
         deadline = self._clock.callLater(self._timeout, abandon)

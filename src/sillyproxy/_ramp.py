@@ -10,7 +10,6 @@ others.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -40,26 +39,35 @@ _RFC3339 = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
 )
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smh]?)\Z")
+# Plain decimals: float() alone would take 1_0, 2e1, +5, nan and inf.
+_PERCENT = re.compile(r"[0-9]+(?:\.([0-9]*))?\Z")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-# A ramp step longer than a year is a typo, not a rollout.
+# A ramp step longer than a year is a typo, not a rollout; one shorter than a
+# second is one no replica's clock would agree on.
+_MIN_STEP = 1.0
 _MAX_STEP = 366 * 86400.0
 
 
 def parse_percentages(text: str) -> tuple[float, ...]:
     """
     Parse a ramp: comma-separated percentages, strictly increasing, each
-    from 0 to 100, decimals allowed (C{1,5,25,50,100}, C{0.5,2.5}).
+    from 0 to 100, up to 4 decimals (C{1,5,25,50,100}, C{0.5,2.5}).
 
     @raise ValueError: with a short reason.
     """
     percents: list[float] = []
     for item in text.split(","):
         item = item.strip()
-        try:
-            percent = float(item)
-        except ValueError:
-            raise ValueError(f"{item!r} is not a percentage" if item else "an empty item") from None
-        if not math.isfinite(percent) or not 0 <= percent <= 100:
+        if not item:
+            raise ValueError("an empty item")
+        match = _PERCENT.match(item)
+        if match is None:
+            raise ValueError(f"{item!r} is not a percentage")
+        if len(match.group(1) or "") > 4:
+            # Weights keep ten-thousandths of a percent (PERCENT_SCALE).
+            raise ValueError(f"{item!r} has more than 4 decimals")
+        percent = float(item)
+        if not 0 <= percent <= 100:
             raise ValueError(f"{item} is not from 0 to 100")
         if percents and percent <= percents[-1]:
             raise ValueError(f"not strictly increasing ({percents[-1]:g} then {item})")
@@ -96,7 +104,8 @@ def parse_rfc3339(text: str) -> float:
 def parse_duration(text: str) -> float:
     """
     Parse a step length: a number, decimals allowed, with an optional unit
-    C{s}, C{m} or C{h} (C{90s}, C{5m}, C{1.5h}; C{90} is seconds).
+    C{s}, C{m} or C{h} (C{90s}, C{5m}, C{1.5h}; C{90} is seconds), from one
+    second to 366 days.
 
     @raise ValueError: with a short reason.
     """
@@ -104,8 +113,8 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError("not a duration (a number with an optional unit s, m or h: 90s, 5m, 1.5h)")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not 0 < seconds <= _MAX_STEP:
-        raise ValueError("must be more than 0 and at most 366 days")
+    if not _MIN_STEP <= seconds <= _MAX_STEP:
+        raise ValueError("must be from 1 second to 366 days")
     return seconds
 
 
@@ -162,8 +171,9 @@ def ramp_weights(weights: Mapping[str, int], ramping: str, percent: float) -> di
 
     Every other colour's weight is scaled by the same factor, so the
     sticky hash moves users only between C{ramping} and the rest, never
-    among the rest.  With no other weight above 0, C{ramping} has it all
-    (any percentage above 0) or none.
+    among the rest.  With no other weight above 0 (the configuration
+    refuses that, so only once the others are rolled back), C{ramping} has
+    it all (any percentage above 0) or none.
     """
     scaled = round(percent * PERCENT_SCALE)
     others = sum(weight for color, weight in weights.items() if color != ramping)

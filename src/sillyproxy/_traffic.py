@@ -54,24 +54,32 @@ def _bucket_middle(index: int) -> float:
 
 
 class Summary:
-    """One colour's last seconds."""
+    """
+    One colour's last seconds: the requests it answered (C{failures} of
+    them failed) and its attempts that failed over to another colour.
+    """
 
-    __slots__ = ("requests", "failures", "seconds", "latencies")
+    __slots__ = ("requests", "failures", "failovers", "seconds", "latencies")
 
-    def __init__(self, requests: int, failures: int, seconds: int, latencies: list[int]) -> None:
+    def __init__(
+        self, requests: int, failures: int, failovers: int, seconds: int, latencies: list[int]
+    ) -> None:
         self.requests = requests
         self.failures = failures
+        self.failovers = failovers
         self.seconds = seconds
         self.latencies = latencies
 
     @property
     def requests_per_second(self) -> float:
+        """Requests answered per second (failed-over attempts are not answers)."""
         return self.requests / self.seconds
 
     @property
     def error_rate(self) -> float | None:
-        """The share of requests that failed, or None when there were none."""
-        return self.failures / self.requests if self.requests else None
+        """The share of attempts that failed, failovers included, or None when there were none."""
+        attempts = self.requests + self.failovers
+        return (self.failures + self.failovers) / attempts if attempts else None
 
     def percentile(self, fraction: float) -> float | None:
         """The latency (seconds) that C{fraction} of timed requests took at most, or None."""
@@ -91,23 +99,33 @@ class Summary:
 class ColorTraffic:
     """One colour's per-second counts over the last five minutes."""
 
-    __slots__ = ("_seconds", "_requests", "_failures", "_latencies")
+    __slots__ = ("_seconds", "_requests", "_failures", "_failovers", "_latencies")
 
     def __init__(self) -> None:
         # Which second each slot holds; -1: none yet.
         self._seconds = [-1] * HISTORY_SECONDS
         self._requests = [0] * HISTORY_SECONDS
         self._failures = [0] * HISTORY_SECONDS
+        self._failovers = [0] * HISTORY_SECONDS
         self._latencies: list[list[int] | None] = [None] * HISTORY_SECONDS
 
-    def add(self, now: float, failed: bool, duration: float | None) -> None:
-        """Count a request that ended at C{now}; C{duration} None: not timed (a tunnel)."""
+    def _slot(self, now: float) -> int:
+        """The index of C{now}'s second, emptied first if it held an older one."""
         second = int(now)
         index = second % HISTORY_SECONDS
         if self._seconds[index] != second:
             self._seconds[index] = second
-            self._requests[index] = self._failures[index] = 0
+            self._requests[index] = self._failures[index] = self._failovers[index] = 0
             self._latencies[index] = None
+        return index
+
+    def failed_over(self, now: float) -> None:
+        """Count an attempt that failed at C{now} and went on to another colour."""
+        self._failovers[self._slot(now)] += 1
+
+    def add(self, now: float, failed: bool, duration: float | None) -> None:
+        """Count a request answered at C{now}; C{duration} None: not timed (a tunnel)."""
+        index = self._slot(now)
         self._requests[index] += 1
         if failed:
             self._failures[index] += 1
@@ -126,29 +144,35 @@ class ColorTraffic:
                 yield index
 
     def summary(self, now: float, seconds: int = SUMMARY_SECONDS) -> Summary:
-        requests = failures = 0
+        requests = failures = failovers = 0
         latencies = [0] * _BUCKETS
         for index in self._slots(now, seconds):
             requests += self._requests[index]
             failures += self._failures[index]
+            failovers += self._failovers[index]
             counted = self._latencies[index]
             if counted is not None:
                 latencies = [a + b for a, b in zip(latencies, counted)]
-        return Summary(requests, failures, seconds, latencies)
+        return Summary(requests, failures, failovers, seconds, latencies)
 
     def history(self, now: float) -> tuple[list[int], list[float | None]]:
-        """Requests and error rate for each of the last five minutes' whole seconds, oldest first."""
+        """
+        Requests answered and error rate (failovers included) for each of
+        the last five minutes' whole seconds, oldest first.
+        """
         current = int(now)
         requests: list[int] = []
         rates: list[float | None] = []
         for second in range(current - HISTORY_SECONDS, current):
             index = second % HISTORY_SECONDS
-            if self._seconds[index] == second and self._requests[index]:
-                requests.append(self._requests[index])
-                rates.append(self._failures[index] / self._requests[index])
-            else:
-                requests.append(0)
-                rates.append(None)
+            answered = failovers = 0
+            if self._seconds[index] == second:
+                answered, failovers = self._requests[index], self._failovers[index]
+            requests.append(answered)
+            attempts = answered + failovers
+            rates.append(
+                (self._failures[index] + failovers) / attempts if attempts else None
+            )
         return requests, rates
 
 
@@ -175,4 +199,4 @@ class RecentTraffic:
         """An attempt on C{color} failed and the request went to another colour."""
         traffic = self.colors.get(color)
         if traffic is not None:
-            traffic.add(now, True, None)
+            traffic.failed_over(now)

@@ -147,7 +147,6 @@ def routing_table(config: ProxyConfig) -> list[str]:
                 f"{backend.color} gets a copy of {backend.mirror_percent:g}% of the other "
                 "colours' requests (answers thrown away)"
             )
-    tunables = config.tunables
     if tunables.sticky.kind != "off":
         lines.append(f"sticky by {tunables.sticky.describe()}")
         if tunables.sticky_secret is None:
@@ -208,7 +207,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         tunables.analysis_min_requests,
     )
     rollout = canary.rollout
-    cooperator = Cooperator()
+    # The copies' bodies are sent by their own cooperator, so that they
+    # never take time slices from the clients' uploads.
+    mirror_cooperator = Cooperator()
     draw = random.Random().randrange
     mirrors = [
         Mirror(
@@ -216,7 +217,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             backend.mirror_percent,
             router.upstreams[backend.color],
             reactor,
-            cooperator,
+            mirror_cooperator,
             draw,
             tunables.mirror_max_inflight,
             tunables.response_timeout,
@@ -258,7 +259,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             sticky_cookie=tunables.sticky_cookie,
             sticky_max_age=tunables.sticky_max_age,
             override_secret=tunables.override_secret,
-            cooperator=cooperator,
             mirrors=mirrors,
             on_failed_over=canary.failed_over,
         ),
