@@ -109,6 +109,36 @@ def test_host_ports_stack_works_without_ipvs() -> None:
     assert all("healthcheck" in s for s in services.values())
 
 
+def _seconds(duration: str) -> float:
+    """A Compose duration such as 5s, 1m or 1m30s, in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts and duration, duration
+    return 60 * int(parts.group(1) or 0) + int(parts.group(2) or 0)
+
+
+@pytest.mark.parametrize("path", STACKS, ids=lambda p: p.name)
+def test_stack_rolls_back_a_failing_canary(path: Path) -> None:
+    """If a proxy update's task turns unhealthy (a colour rolled back, with SILLYPROXY_ROLLBACK_HEALTHZ=1), then it is within the monitor period and Swarm rolls the update back."""
+    proxy = yaml.safe_load(path.read_text())["services"]["proxy"]
+    update = proxy["deploy"]["update_config"]
+    rollback = proxy["deploy"]["rollback_config"]
+    assert update["failure_action"] == "rollback"
+    assert update.get("max_failure_ratio", 0) == 0
+    # The image's HEALTHCHECK (the proxy's admin /healthz) is what fails.
+    check = proxy["healthcheck"]
+    assert check["test"] == ["CMD", "python", "-m", "sillyproxy.healthcheck"]
+    # The new task starts, its canary collects a window of requests and is
+    # rolled back, then `retries` probes fail: all before the monitor ends.
+    window = float(proxy["environment"].get("SILLYPROXY_ANALYSIS_WINDOW", 30))
+    unhealthy_after = _seconds(check["start_period"]) + window + _seconds(check["interval"]) * check["retries"]
+    assert _seconds(update["monitor"]) >= unhealthy_after
+    # Rolling back moves tasks as the update did; a rollback that fails too
+    # stops for a person rather than rolling forward again.
+    assert rollback["order"] == update["order"]
+    assert rollback["failure_action"] == "pause"
+    assert _seconds(rollback["monitor"]) >= _seconds(check["interval"]) * check["retries"]
+
+
 def _kubernetes_documents() -> list[dict]:
     return [d for path in KUBERNETES for d in yaml.safe_load_all(path.read_text())]
 
@@ -249,6 +279,37 @@ def test_replay_script_never_waits_unbounded() -> None:
     assert all("--detach" in line for line in changes), [line for line in changes if "--detach" not in line]
     first_use = text.index("$PORT")
     assert re.search(r"^PORT=", text[:first_use], re.M)
+    assert 'echo "OK: ' in text and 'echo "FAILED: ' in text
+    assert "timeout" in text
+
+
+def test_canary_replay_script_never_waits_unbounded() -> None:
+    """If the canary replay runs, then every service change is detached, its ports are set at the top, it uses the contract's variables (SILLYPROXY_* ones the proxy knows), and it ends with one OK or FAILED line."""
+    path = SWARM / "replay-canary.sh"
+    text = path.read_text()
+    subprocess.run(["bash", "-n", str(path)], check=True, timeout=30)
+    lines = [line for line in _continued_lines(text) if not line.lstrip().startswith("#")]
+    changes = [line for line in lines if re.search(r"\bservice (create|update|scale)\b", line)]
+    assert len(changes) >= 6
+    assert all("--detach" in line for line in changes), [line for line in changes if "--detach" not in line]
+    for port in ["$PORT", "$ADMIN_PORT"]:
+        assert re.search(rf"^{port[1:]}=", text[: text.index(port)], re.M)
+    for name in [
+        "GREEN_RAMP",
+        "GREEN_RAMP_START",
+        "GREEN_RAMP_STEP",
+        "GREEN_ROLLBACK_ERROR_RATE",
+        "SILLYPROXY_ANALYSIS_MIN_REQUESTS",
+        "SILLYPROXY_ROLLBACK_HEALTHZ",
+        "MYAPP_ERROR_RATE",
+    ]:
+        assert re.search(rf"(-e|--env-add) {name}=", " ".join(changes)), name
+    set_names = set(re.findall(r"(?:-e|--env-add|--env-rm) (SILLYPROXY_\w+)", " ".join(changes)))
+    assert set_names <= KNOWN_VARIABLES, set_names - KNOWN_VARIABLES
+    # The failing myapp keeps the image's HEALTHCHECK: it asks /healthz,
+    # which MYAPP_ERROR_RATE spares, so a bad release stays a live one.
+    [failing] = [line for line in changes if "MYAPP_ERROR_RATE=1" in line]
+    assert "--no-healthcheck" not in failing
     assert 'echo "OK: ' in text and 'echo "FAILED: ' in text
     assert "timeout" in text
 

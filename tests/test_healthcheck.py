@@ -218,9 +218,9 @@ def test_version_without_installed_metadata(monkeypatch: pytest.MonkeyPatch) -> 
         (["twistd", "sillyproxy"], {"SILLYPROXY_ADMIN_LISTEN": "tcp:9000"}, "http://127.0.0.1:9000/healthz"),
         (["twistd", "sillyproxy"], {"SILLYPROXY_ADMIN_LISTEN": "reuseport:9002:interface=0.0.0.0"}, "http://127.0.0.1:9002/healthz"),
         (["twistd", "sillyproxy"], {"SILLYPROXY_ADMIN_LISTEN": "none"}, None),
-        (["twistd", "--nodaemon", "myapp"], {}, "http://127.0.0.1:8080/"),
-        (["twistd", "myapp", "--listen", "tcp:7000"], {}, "http://127.0.0.1:7000/"),
-        (["twistd", "myapp", "--listen", "unix:/run/app.sock"], {}, "http://127.0.0.1:8080/"),
+        (["twistd", "--nodaemon", "myapp"], {}, "http://127.0.0.1:8080/healthz"),
+        (["twistd", "myapp", "--listen", "tcp:7000"], {}, "http://127.0.0.1:7000/healthz"),
+        (["twistd", "myapp", "--listen", "unix:/run/app.sock"], {}, "http://127.0.0.1:8080/healthz"),
     ],
 )
 def test_healthcheck_asks_the_right_thing(command: list[str], environ: dict[str, str], url: str | None) -> None:

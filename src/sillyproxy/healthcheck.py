@@ -46,7 +46,8 @@ def _target(command: Sequence[str], environ: Mapping[str, str]) -> tuple[int, st
         if "--listen" in command[:-1]:
             listen = command[command.index("--listen") + 1]
         port = _port(listen, 8080)
-        return None if port is None else (port, "/")
+        # A path MYAPP_ERROR_RATE spares (any path answers alike).
+        return None if port is None else (port, "/healthz")
     port = _port(environ.get("SILLYPROXY_ADMIN_LISTEN", "tcp:9901"), 9901)
     return None if port is None else (port, "/healthz")
 
@@ -54,7 +55,7 @@ def _target(command: Sequence[str], environ: Mapping[str, str]) -> tuple[int, st
 def check_url(command: Sequence[str], environ: Mapping[str, str]) -> str | None:
     """
     What to ask, given PID 1's command line: the proxy's admin /healthz, or
-    for the demo backend, its own page.  None if there is nothing to ask.
+    for the demo backend, its page at /healthz.  None if there is nothing to ask.
     """
     target = _target(command, environ)
     return None if target is None else f"http://127.0.0.1:{target[0]}{target[1]}"
