@@ -72,6 +72,25 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual(len(writes), 1)
         self.assertEqual([json.loads(line)["status"] for line in writes[0].splitlines()], [200, 200])
 
+    def test_writes_never_split_a_line_and_fit_a_pipe(self) -> None:
+        """If a turn's lines exceed what a pipe writes at once (4 KiB), then they go out in several writes of whole lines, none over 4 KiB, so workers sharing standard output never interleave mid-line."""
+        writes: list[bytes] = []
+        clock = Clock()
+        log = AccessLog(clock, "text", writes.append)
+        for i in range(100):
+            log(RECORD._replace(target=b"/%d" % i + b"x" * (i % 50)))
+        long = RECORD._replace(target=b"/" + b"y" * 6000)
+        log(long)
+        log(RECORD)
+        clock.advance(0)
+        self.assertGreater(len(writes), 2)
+        for data in writes:
+            self.assertTrue(data.endswith(b"\n"))
+            self.assertTrue(len(data) <= 4096 or data.count(b"\n") == 1, len(data))
+        lines = b"".join(writes).splitlines()
+        self.assertEqual(len(lines), 102)
+        self.assertIn(b"y" * 6000, lines[100])
+
     def test_off(self) -> None:
         """If the access log is off, then nothing is written."""
         writes: list[bytes] = []

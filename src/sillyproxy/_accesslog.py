@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from twisted.internet.interfaces import IReactorTime
@@ -124,12 +124,34 @@ class AccessLog:
         if self._pending:
             lines, self._pending = self._pending, []
             try:
-                self._write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
+                for chunk in _whole_lines(lines):
+                    self._write(chunk)
             except OSError as e:
                 # Nobody is reading the log (a closed pipe, a full disk):
                 # say so once and stop, rather than fail every request.
                 self._mode = "off"
                 _log.error("access log disabled: writing it failed: {error}", error=e)
+
+
+# A write of at most this much to a pipe is atomic (POSIX PIPE_BUF, 4096 on
+# Linux): the workers of one replica share standard output, and must never
+# interleave mid-line.
+_ATOMIC_WRITE = 4096
+
+
+def _whole_lines(lines: list[str]) -> Iterator[bytes]:
+    """The lines, encoded, in writes of whole lines of at most 4 KiB (a longer line alone)."""
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        data = line.encode("utf-8", "backslashreplace") + b"\n"
+        if chunk and size + len(data) > _ATOMIC_WRITE:
+            yield b"".join(chunk)
+            chunk, size = [], 0
+        chunk.append(data)
+        size += len(data)
+    if chunk:
+        yield b"".join(chunk)
 
 
 def _write_stdout(data: bytes) -> None:

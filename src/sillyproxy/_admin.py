@@ -20,7 +20,7 @@ from ._timestamps import rfc3339
 from ._traffic import RecentTraffic
 from .override import make_pass
 
-__all__ = ["AdminSite", "admin_resource"]
+__all__ = ["AdminSite", "OverridePasses", "admin_resource"]
 
 
 class _Answer(Resource):
@@ -198,7 +198,9 @@ def admin_resource(
     root.putChild(b"status", _Answer(status))
     root.putChild(b"history", _Answer(history))
     add_dashboard(root)
-    root.putChild(b"override", _OverridePasses(router, override_secret))
+    root.putChild(
+        b"override", OverridePasses([b.color for b in router.backends], override_secret)
+    )
     return root
 
 
@@ -215,20 +217,20 @@ def _milliseconds(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-class _OverridePasses(Resource):
+class OverridePasses(Resource):
     """C{/override/COLOUR}: the pass a tester presents to reach that colour."""
 
     isLeaf = True
 
-    def __init__(self, router: Router, secret: bytes | None) -> None:
+    def __init__(self, colors: Sequence[str], secret: bytes | None) -> None:
         super().__init__()
-        self._router = router
+        self._known = {color.lower(): color for color in colors}
         self._secret = secret
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", _TEXT)
         request.setHeader(b"cache-control", b"no-store")
-        known = {b.color.lower(): b.color for b in self._router.backends}
+        known = self._known
         segments = request.postpath or []
         color = segments[0].decode("ascii", "replace").lower() if len(segments) == 1 else ""
         if self._secret is None or color not in known:

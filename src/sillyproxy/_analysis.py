@@ -82,6 +82,8 @@ class RollbackGuard:
     @param roll_back: called with the colour and the reason; returns
         whether the colour was rolled back (it may refuse, as for the last
         colour able to serve).
+    @param decide: False for a worker, which only counts: its supervisor
+        judges the windows of every worker together (L{judge}).
     """
 
     def __init__(
@@ -90,11 +92,13 @@ class RollbackGuard:
         window: float,
         min_requests: int,
         roll_back: Callable[[str, str], bool],
+        decide: bool = True,
     ) -> None:
         self._thresholds = dict(thresholds)
         self._window = window
         self._min_requests = min_requests
         self._roll_back = roll_back
+        self._decide = decide
         self._windows = {color: ErrorWindow(window) for color in thresholds}
 
     def observe(self, color: str, now: float, failed: bool) -> None:
@@ -103,8 +107,16 @@ class RollbackGuard:
         if window is None:
             return
         window.add(now, failed)
-        requests, failures = window.requests, window.failures
-        if requests < self._min_requests or not failures:
+        if self._decide:
+            self.judge(color, window.requests, window.failures)
+
+    def totals(self, now: float) -> dict[str, tuple[int, int]]:
+        """Each watched colour's (requests, failures) within the window ending at C{now}."""
+        return {color: window.totals(now) for color, window in self._windows.items()}
+
+    def judge(self, color: str, requests: int, failures: int) -> None:
+        """Roll C{color} back if these counts of its window call for it."""
+        if color not in self._windows or requests < self._min_requests or not failures:
             return
         threshold = self._thresholds[color]
         rate = failures / requests

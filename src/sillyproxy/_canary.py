@@ -30,6 +30,8 @@ class Canary:
         (C{SILLYPROXY_ANALYSIS_WINDOW}).
     @param min_requests: how many of a colour's requests the window must
         hold before it is judged (C{SILLYPROXY_ANALYSIS_MIN_REQUESTS}).
+    @param decide: False in a worker, whose supervisor judges the windows
+        of all its workers together and tells each the verdict.
     """
 
     def __init__(
@@ -39,25 +41,27 @@ class Canary:
         clock: IReactorTime,
         window: float = 30.0,
         min_requests: int = 20,
+        decide: bool = True,
     ) -> None:
         self._clock = clock
         self.rollout = Rollout(backends, router, clock)
         self.traffic = RecentTraffic(b.color for b in backends)
-        self._guard = RollbackGuard(
+        self.guard = RollbackGuard(
             {b.color: b.rollback_error_rate for b in backends if b.rollback_error_rate is not None},
             window,
             min_requests,
             self.rollout.roll_back,
+            decide=decide,
         )
 
     def observe(self, record: AccessRecord) -> None:
         """A request ended (its access record)."""
         now = self._clock.seconds()
         failed = self.traffic.observe(record, now)
-        self._guard.observe(record.color, now, failed)
+        self.guard.observe(record.color, now, failed)
 
     def failed_over(self, color: str) -> None:
         """An attempt on C{color} failed and the request was sent to another colour."""
         now = self._clock.seconds()
         self.traffic.failed_over(color, now)
-        self._guard.observe(color, now, True)
+        self.guard.observe(color, now, True)

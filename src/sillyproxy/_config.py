@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from attrs import frozen
 
+from ._cpus import parse_workers
 from ._ramp import Ramp, parse_duration, parse_percentages, parse_rfc3339
 from ._sticky import DEFAULT_COOKIE, DEFAULT_MAX_AGE, STICKY_OFF, StickyMode, is_token, parse_sticky
 from .override import PASS_COOKIE, parse_secret
@@ -176,6 +177,8 @@ class Tunables:
     rollback_healthz: bool = False
     # Mirrored copies in flight at most; more are dropped.
     mirror_max_inflight: int = 100
+    # Worker processes serving the listeners; None: one per usable CPU (auto).
+    workers: int | None = 1
 
 
 @frozen
@@ -500,6 +503,7 @@ _TUNABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("analysis_min_requests", "SILLYPROXY_ANALYSIS_MIN_REQUESTS", _parse_positive_count),
     ("rollback_healthz", "SILLYPROXY_ROLLBACK_HEALTHZ", parse_switch),
     ("mirror_max_inflight", "SILLYPROXY_MIRROR_MAX_INFLIGHT", _parse_positive_count),
+    ("workers", "SILLYPROXY_WORKERS", parse_workers),
 )
 
 KNOWN_VARIABLES: frozenset[str] = frozenset(

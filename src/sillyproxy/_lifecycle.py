@@ -26,7 +26,7 @@ from ._routing import Upstream
 from ._site import ProxySite
 from ._transport import drain_accept_queue
 
-__all__ = ["ProxyService", "tune_garbage_collector"]
+__all__ = ["ProxyService", "listen_or_exit", "tune_garbage_collector"]
 
 _log = Logger(namespace="sillyproxy")
 
@@ -47,6 +47,23 @@ def tune_garbage_collector() -> None:
         return
     gc.collect()
     gc.freeze()
+
+
+def listen_or_exit(endpoint: IStreamServerEndpoint, factory: Site, what: str) -> IListeningPort:
+    """
+    Listen at once (endpoints that listen synchronously, as TCP, TLS and
+    UNIX ones do), or end start-up with exit status 1 and the reason.
+    """
+    ports: list[IListeningPort] = []
+    failures: list[object] = []
+    endpoint.listen(factory).addCallbacks(ports.append, failures.append)
+    if failures:
+        sys.stderr.write(
+            f"sillyproxy: cannot listen on {what}: "
+            f"{failures[0].getErrorMessage()}\n"  # type: ignore[attr-defined]
+        )
+        raise SystemExit(1)
+    return ports[0]
 
 
 class ProxyService(Service):
@@ -112,24 +129,11 @@ class ProxyService(Service):
     def _listen_all(self) -> None:
         if not self.ports:
             self.ports = [
-                self._listen(endpoint, self._site, description)
+                listen_or_exit(endpoint, self._site, description)
                 for endpoint, description in self._endpoints
             ]
         if self._admin is not None and self.admin_port is None:
-            self.admin_port = self._listen(*self._admin, "the admin listener")
-
-    @staticmethod
-    def _listen(endpoint: IStreamServerEndpoint, factory: Site, what: str) -> IListeningPort:
-        ports: list[IListeningPort] = []
-        failures: list[object] = []
-        endpoint.listen(factory).addCallbacks(ports.append, failures.append)
-        if failures:
-            sys.stderr.write(
-                f"sillyproxy: cannot listen on {what}: "
-                f"{failures[0].getErrorMessage()}\n"  # type: ignore[attr-defined]
-            )
-            raise SystemExit(1)
-        return ports[0]
+            self.admin_port = listen_or_exit(*self._admin, "the admin listener")
 
     def _install_sighup(self) -> None:
         """

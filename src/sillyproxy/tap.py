@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.task import Cooperator
 from twisted.python import usage
 
@@ -17,7 +18,9 @@ from . import __version__
 from ._accesslog import AccessLog, AccessRecord
 from ._admin import AdminSite, admin_resource
 from ._canary import Canary
-from ._config import ConfigError, ProxyConfig, parse_config
+from ._config import ConfigError, ConfigProblem, ProxyConfig, parse_config
+from ._coordination import Coordinator, WorkerClient, internal_resource
+from ._cpus import available_cpus
 from ._forward import ForwardingResource
 from ._health import HealthChecker
 from ._lifecycle import ProxyService, tune_garbage_collector
@@ -29,7 +32,10 @@ from ._site import ProxySite
 from ._timestamps import rfc3339
 from ._tls import TLSListeners
 from ._transport import FastTCPReactor
+from ._supervisor import Supervisor, parse_tcp_listener
+from ._supervisor_admin import supervisor_admin
 from ._upstream import ResolvingUpstream
+from ._worker import AdoptedEndpoint, WorkerRole, watch_parent, worker_role
 
 __all__ = ["Options", "makeService", "routing_table"]
 
@@ -79,6 +85,11 @@ class Options(usage.Options):
         stdout.flush()
         raise SystemExit(0)
 
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment the configuration was read from (the workers get the same)."""
+        return self._environ
+
     def parseArgs(self, *colors: str) -> None:
         self["colors"] = colors
 
@@ -92,6 +103,8 @@ class Options(usage.Options):
                 self["listen"] or None,
                 check_listen=lambda description: serverFromString(reactor, description),
             )
+            self["worker"] = worker_role(self._environ)
+            self["workers"] = workers_to_run(self["config"], self["worker"])
         except ConfigError as e:
             # Not a UsageError: twistd would bury the message under its own
             # help text.  Bad settings are the operator's to fix, so name them.
@@ -109,6 +122,33 @@ class Options(usage.Options):
                 stdout.write(f"  {line}\n")
             stdout.flush()
             raise SystemExit(0)
+
+
+def workers_to_run(config: ProxyConfig, role: WorkerRole | None) -> int:
+    """
+    How many workers this process runs: 1 (it serves, alone or as a worker),
+    or more (it supervises).  C{auto} counts the usable CPUs now.
+
+    @raise ConfigError: for listeners workers cannot share.
+    """
+    if role is not None:
+        return 1
+    wanted = config.tunables.workers
+    count = available_cpus() if wanted is None else wanted
+    if count > 1:
+        unshared = [d for d in config.listen if parse_tcp_listener(d) is None]
+        if unshared:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "SILLYPROXY_WORKERS",
+                        "auto" if wanted is None else str(wanted),
+                        f"{count} workers share tcp:, tcp6: and reuseport: listeners only, "
+                        f"not {', '.join(unshared)}",
+                    )
+                ]
+            )
+    return count
 
 
 def routing_table(config: ProxyConfig) -> list[str]:
@@ -169,6 +209,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     config: ProxyConfig = options["config"]
     tunables = config.tunables
+    if options.get("workers", 1) > 1:
+        return make_supervisor(options, reactor)
+    role: WorkerRole | None = options.get("worker")
+    # Of a replica's workers, only worker 0 probes; the supervisor passes
+    # its verdicts on to the others.
+    probes = role is None or role.index == 0
     # The batched-send transports, or (SILLYPROXY_FAST_TRANSPORT=0)
     # Twisted's own, should a Twisted release disagree with them.
     tcp = FastTCPReactor(reactor) if tunables.fast_transport else reactor
@@ -187,7 +233,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             refresh=tunables.dns_refresh,
             health_check=(
                 HealthChecker(backend.health_path, tunables.health_interval, reactor)
-                if backend.health_path is not None
+                if backend.health_path is not None and probes
                 else None
             ),
         )
@@ -205,6 +251,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor,
         tunables.analysis_window,
         tunables.analysis_min_requests,
+        # A worker counts; its supervisor judges the replica's traffic.
+        decide=role is None,
     )
     rollout = canary.rollout
     # The copies' bodies are sent by their own cooperator, so that they
@@ -278,24 +326,35 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     admin = None
     if tunables.admin_listen is not None:
         # /status says "listen": a string, as it did with one listener.
-        admin_site = AdminSite(
-            admin_resource(
-                metrics,
-                router,
-                site,
-                reactor.seconds,
-                __version__,
-                " ".join(config.listen),
-                override_secret=tunables.override_secret,
-                rollout=rollout,
-                traffic=canary.traffic,
-                mirrors=mirrors,
-                rollback_healthz=tunables.rollback_healthz,
-            )
+        admin_tree = admin_resource(
+            metrics,
+            router,
+            site,
+            reactor.seconds,
+            __version__,
+            " ".join(config.listen),
+            override_secret=tunables.override_secret,
+            rollout=rollout,
+            traffic=canary.traffic,
+            mirrors=mirrors,
+            rollback_healthz=tunables.rollback_healthz,
         )
-        admin = (listeners.endpoint(tunables.admin_listen), admin_site)
+        if role is not None:
+            # On the worker's private socket only.
+            admin_tree.putChild(b"internal", internal_resource(canary, router, reactor))
+        admin = (listeners.endpoint(tunables.admin_listen), AdminSite(admin_tree))
+    if role is not None:
+        # A worker: serve on the supervisor's sockets, and stop (draining)
+        # if the supervisor dies.
+        endpoints: list[tuple[IStreamServerEndpoint, str]] = [
+            (AdoptedEndpoint(tcp, fd), description)  # type: ignore[arg-type]
+            for fd, description in zip(role.fds, config.listen)
+        ]
+        watch_parent(reactor, role.parent, reactor.stop)
+    else:
+        endpoints = [(listeners.endpoint(description), description) for description in config.listen]
     return ProxyService(
-        [(listeners.endpoint(description), description) for description in config.listen],
+        endpoints,
         site,
         upstreams,
         drain_timeout=tunables.drain_timeout,
@@ -306,3 +365,51 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         on_sighup=listeners.reload,
         threads=reactor,
     )
+
+
+def make_supervisor(options: Options, reactor: Any) -> IService:
+    """A supervisor of C{options["workers"]} workers, each this plugin on the shared sockets."""
+    config: ProxyConfig = options["config"]
+    tunables = config.tunables
+    listeners = [parse_tcp_listener(description) for description in config.listen]
+    # `twist` (python -m twisted): no pidfile, no daemon, text log lines on
+    # the inherited standard output, as twistd -n --logfile=- writes them.
+    command = [sys.executable, "-m", "twisted", "--log-format", "text", "sillyproxy"]
+    for description in config.listen:
+        command += ["--listen", description]
+    command += list(options["colors"])
+    supervisor = Supervisor(
+        options["workers"],
+        [listener for listener in listeners if listener is not None],
+        command,
+        options.environ,
+        reactor.spawnProcess,
+        reactor,
+        tunables.drain_timeout,
+    )
+    workers = WorkerClient(reactor, supervisor)
+    coordinator = Coordinator(
+        workers,
+        config.backends,
+        tunables.analysis_window,
+        tunables.analysis_min_requests,
+        reactor,
+    )
+    supervisor.on_start = coordinator.start
+    supervisor.on_stop = coordinator.stop
+    if tunables.admin_listen is not None:
+        admin_site = AdminSite(
+            supervisor_admin(
+                workers,
+                supervisor,
+                reactor.seconds,
+                __version__,
+                " ".join(config.listen),
+                [b.color for b in config.backends],
+                override_secret=tunables.override_secret,
+                rollback_healthz=tunables.rollback_healthz,
+                rolled_back=coordinator.rolled_back,
+            )
+        )
+        supervisor.admin = (serverFromString(reactor, tunables.admin_listen), admin_site)
+    return supervisor

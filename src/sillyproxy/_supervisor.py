@@ -1,0 +1,324 @@
+"""
+SILLYPROXY_WORKERS above 1: a supervisor that opens the listening sockets,
+runs one worker process per CPU on them, restarts a worker that dies, and
+drains them all on SIGTERM.
+
+Each worker gets, for each listen description, a socket of its own bound
+with SO_REUSEPORT to the same address, so the kernel spreads connections
+over the workers by a hash of each connection's addresses.  The supervisor
+keeps every socket open: while a dead worker is being replaced, the
+connections the kernel hashed to its socket wait in that socket's queue
+for the new worker instead of being refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from attrs import define, frozen
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Site
+
+from ._compat import clear_exit_signal
+from ._lifecycle import listen_or_exit
+from ._worker import FDS_VARIABLE, INDEX_VARIABLE, PARENT_VARIABLE
+
+__all__ = [
+    "ListenSocket",
+    "Supervisor",
+    "WorkerSlot",
+    "parse_tcp_listener",
+    "restart_delay",
+]
+
+_log = Logger(namespace="sillyproxy.supervisor")
+
+# A worker that lived this long was not crash-looping: it is restarted at once.
+STABLE_AFTER = 10.0
+FIRST_DELAY = 0.5
+MAX_DELAY = 30.0
+# Beyond the drain timeout, how long workers get to exit before SIGKILL.
+EXIT_GRACE = 5.0
+
+_UNESCAPED_COLON = re.compile(r"(?<!\\):")
+
+
+@frozen
+class ListenSocket:
+    """A TCP listen description taken apart: what each worker's socket binds."""
+
+    description: str
+    port: int
+    interface: str
+    backlog: int
+    ipv6: bool
+
+
+def parse_tcp_listener(description: str) -> ListenSocket | None:
+    """
+    A C{tcp:}, C{tcp6:} or C{reuseport:} description (C{tcp:8080:interface=127.0.0.1:backlog=50}),
+    or None for any other kind, which workers cannot share (TLS, UNIX sockets, systemd).
+    """
+    parts = [part.replace("\\:", ":") for part in _UNESCAPED_COLON.split(description.strip())]
+    kind = parts[0].lower()
+    if kind not in ("tcp", "tcp6", "reuseport"):
+        return None
+    positional = [p for p in parts[1:] if "=" not in p]
+    options = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    port_text = positional[0] if positional else options.get("port", "")
+    if not port_text.isdigit():
+        return None
+    interface = options.get("interface", "::" if kind == "tcp6" else "")
+    return ListenSocket(
+        description,
+        int(port_text),
+        interface,
+        int(options.get("backlog", "511")),
+        kind == "tcp6" or ":" in interface,
+    )
+
+
+def restart_delay(previous: float, lived: float) -> float:
+    """
+    How long to wait before restarting a worker that died after C{lived}
+    seconds, its previous delay having been C{previous}: at once (well
+    within a second) after a stable life, doubling up to 30 s while it
+    keeps dying young.
+    """
+    if lived >= STABLE_AFTER:
+        return FIRST_DELAY
+    return min(MAX_DELAY, max(FIRST_DELAY, previous * 2))
+
+
+def _listening_socket(spec: ListenSocket) -> socket.socket:
+    family = socket.AF_INET6 if spec.ipv6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((spec.interface, spec.port))
+        sock.listen(spec.backlog)
+        sock.setblocking(False)
+    except Exception:
+        sock.close()
+        raise
+    # Passed to the workers at spawn, explicitly: never by accident elsewhere.
+    sock.set_inheritable(False)
+    return sock
+
+
+@define
+class WorkerSlot:
+    """One worker's place: its sockets, and the process filling it now."""
+
+    index: int
+    sockets: list[socket.socket]
+    admin_path: str
+    pid: int | None = None
+    started: float = 0.0
+    delay: float = 0.0
+    restart: IDelayedCall | None = None
+    process: Any = None
+
+
+class _WorkerProtocol(ProcessProtocol):
+    def __init__(self, supervisor: Supervisor, slot: WorkerSlot) -> None:
+        self._supervisor = supervisor
+        self._slot = slot
+
+    def processEnded(self, reason: Failure) -> None:
+        self._supervisor.worker_ended(self._slot, reason)
+
+
+class Supervisor(Service):
+    """
+    Runs C{count} workers on shared listening sockets, restarts them, and
+    on stop sends each SIGTERM and waits until all have exited.
+
+    @param command: the worker's command line, without the listen sockets
+        (given by environment).
+    @param environ: the workers' environment (the supervisor's own).
+    @param spawn: C{IReactorProcess.spawnProcess}.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        listeners: Sequence[ListenSocket],
+        command: Sequence[str],
+        environ: Mapping[str, str],
+        spawn: Callable[..., Any],
+        clock: IReactorTime,
+        drain_timeout: float,
+        admin: tuple[IStreamServerEndpoint, Site] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Told once the workers are started, and when the stop begins.
+        self.on_start: Callable[[], None] = lambda: None
+        self.on_stop: Callable[[], None] = lambda: None
+        self._count = count
+        self._listeners = tuple(listeners)
+        self._command = list(command)
+        self._environ = dict(environ)
+        self._spawn = spawn
+        self._clock = clock
+        self._drain_timeout = drain_timeout
+        self.admin = admin
+        self._wall_clock = wall_clock
+        self.slots: list[WorkerSlot] = []
+        self.admin_port: IListeningPort | None = None
+        self._stopping = False
+        self._all_ended: Deferred[None] | None = None
+        self._runtime = ""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the workers are being drained (SIGTERM or SIGINT came)."""
+        return self._stopping
+
+    def privilegedStartService(self) -> None:
+        # Before the reactor runs, as for a single process: a port in use
+        # ends start-up with a clear message.
+        self._open_sockets()
+        super().privilegedStartService()
+
+    def _open_sockets(self) -> None:
+        if self.slots:
+            return
+        self._runtime = tempfile.mkdtemp(prefix="sillyproxy-workers-")
+        try:
+            for index in range(self._count):
+                sockets = [_listening_socket(spec) for spec in self._listeners]
+                admin = str(Path(self._runtime) / f"worker-{index}.sock")
+                self.slots.append(WorkerSlot(index, sockets, admin))
+        except OSError as e:
+            for slot in self.slots:
+                for sock in slot.sockets:
+                    sock.close()
+            sys.stderr.write(f"sillyproxy: cannot listen: {e}\n")
+            raise SystemExit(1) from None
+
+    def startService(self) -> None:
+        self._open_sockets()
+        super().startService()
+        if self.admin is not None and self.admin_port is None:
+            self.admin_port = listen_or_exit(*self.admin, "the admin listener")
+        _log.info(
+            "sillyproxy supervisor listening on {listen} with {count} workers",
+            listen=" ".join(spec.description for spec in self._listeners),
+            count=self._count,
+        )
+        for slot in self.slots:
+            self._start(slot)
+        self.on_start()
+
+    def _start(self, slot: WorkerSlot) -> None:
+        slot.restart = None
+        if self._stopping:
+            return
+        first_fd = 3
+        child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2}
+        for offset, sock in enumerate(slot.sockets):
+            child_fds[first_fd + offset] = sock.fileno()
+        environ = dict(self._environ)
+        environ[FDS_VARIABLE] = ",".join(str(first_fd + i) for i in range(len(slot.sockets)))
+        environ[PARENT_VARIABLE] = str(os.getpid())
+        environ[INDEX_VARIABLE] = str(slot.index)
+        environ["SILLYPROXY_WORKERS"] = "1"
+        environ["SILLYPROXY_ADMIN_LISTEN"] = f"unix:{slot.admin_path}:mode=600"
+        if os.path.exists(slot.admin_path):
+            # A dead worker's socket file: the new one binds afresh.
+            os.unlink(slot.admin_path)
+        slot.process = self._spawn(
+            _WorkerProtocol(self, slot),
+            self._command[0],
+            self._command,
+            env=environ,
+            childFDs=child_fds,
+        )
+        slot.pid = slot.process.pid
+        slot.started = self._wall_clock()
+        _log.info("worker {index} started (pid {pid})", index=slot.index, pid=slot.pid)
+
+    def worker_ended(self, slot: WorkerSlot, reason: Failure) -> None:
+        lived = self._wall_clock() - slot.started
+        pid, slot.pid, slot.process = slot.pid, None, None
+        if self._stopping:
+            _log.info("worker {index} (pid {pid}) has exited", index=slot.index, pid=pid)
+            if all(s.pid is None for s in self.slots) and self._all_ended is not None:
+                ended, self._all_ended = self._all_ended, None
+                ended.callback(None)
+            return
+        slot.delay = restart_delay(slot.delay, lived)
+        _log.warn(
+            "worker {index} (pid {pid}) died after {lived:.1f}s ({why}); restarting in {delay:g}s",
+            index=slot.index,
+            pid=pid,
+            lived=lived,
+            why=reason.getErrorMessage(),
+            delay=slot.delay,
+        )
+        slot.restart = self._clock.callLater(slot.delay, self._start, slot)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self._stopping = True
+        self.on_stop()
+        for slot in self.slots:
+            if slot.restart is not None and slot.restart.active():
+                slot.restart.cancel()
+            slot.restart = None
+        running = [slot for slot in self.slots if slot.process is not None]
+        _log.info("draining: {count} worker(s)", count=len(running))
+        if not running:
+            self._cleanup()
+            clear_exit_signal(self._clock)
+            return succeed(None)
+        ended: Deferred[None] = Deferred()
+        self._all_ended = ended
+        for slot in running:
+            slot.process.signalProcess("TERM")
+        # A worker drains within the drain timeout and exits; one that does
+        # not is killed, so the supervisor always ends.
+        kill = self._clock.callLater(self._drain_timeout + EXIT_GRACE, self._kill_the_rest)
+
+        def done(result: None) -> None:
+            if kill.active():
+                kill.cancel()
+            self._cleanup()
+            # Every worker drained: a clean stop, exit 0 (as one process does).
+            clear_exit_signal(self._clock)
+
+        ended.addCallback(done)
+        return ended
+
+    def _kill_the_rest(self) -> None:
+        for slot in self.slots:
+            if slot.process is not None:
+                _log.warn("worker {index} (pid {pid}) did not exit; killing it", index=slot.index, pid=slot.pid)
+                slot.process.signalProcess("KILL")
+
+    def _cleanup(self) -> None:
+        for slot in self.slots:
+            for sock in slot.sockets:
+                sock.close()
+            slot.sockets = []
+        if self._runtime:
+            for entry in Path(self._runtime).glob("*"):
+                entry.unlink(missing_ok=True)
+            Path(self._runtime).rmdir()
+            self._runtime = ""
+
