@@ -32,9 +32,13 @@ FROM python:3.11-slim
 LABEL org.opencontainers.image.title="sillyproxy" \
       org.opencontainers.image.description="Edge HTTP proxy for blue/green and canary releases, configured by environment variables" \
       org.opencontainers.image.licenses="MIT"
+# SILLYPROXY_WORKERS=auto: one worker per CPU the container may use (its
+# --cpus), as nginx's image sets worker_processes auto; the program's own
+# default is one process.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PATH=/opt/sillyproxy/bin:$PATH
+    PATH=/opt/sillyproxy/bin:$PATH \
+    SILLYPROXY_WORKERS=auto
 COPY --from=build /opt/sillyproxy /opt/sillyproxy
 # Regenerate twisted's plugin cache as root: a non-root twistd cannot write it
 # and would complain at every start.

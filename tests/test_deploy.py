@@ -343,6 +343,8 @@ def test_image_command_starts_the_proxy(tmp_path: Path) -> None:
             "BLUE": "http://127.0.0.1:9",
             "SILLYPROXY_ADMIN_LISTEN": f"tcp:{admin}:interface=127.0.0.1",
             "SILLYPROXY_ACCESS_LOG": "json",
+            # As the image sets it: a supervisor and one worker per CPU.
+            "SILLYPROXY_WORKERS": re.search(r"^\s+SILLYPROXY_WORKERS=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M).group(1),
         },
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -353,6 +355,9 @@ def test_image_command_starts_the_proxy(tmp_path: Path) -> None:
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=2) as response:
+                    assert response.status == 200
+                # Ready once a worker serves (the supervisor is healthy before).
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2) as response:
                     assert response.status == 200
                     break
             except OSError:
@@ -367,3 +372,8 @@ def test_image_command_starts_the_proxy(tmp_path: Path) -> None:
     events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert any(e["message"].startswith("sillyproxy listening on") for e in events)
     assert any(e["message"] == "drained" for e in events)
+
+
+def test_image_runs_a_worker_per_cpu() -> None:
+    """If the image runs the proxy, then SILLYPROXY_WORKERS is auto, as nginx's image sets worker_processes auto."""
+    assert re.search(r"^\s+SILLYPROXY_WORKERS=auto$", (ROOT / "Dockerfile").read_text(), re.M)

@@ -110,18 +110,21 @@ def test_drain_deadline_aborts_and_logs(running, tmp_path: Path, backend_port: i
     assert "drain deadline: aborting GET /slow?ms=20000 from 127.0.0.1" in proxy.log()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest_twisted.inlineCallbacks
-def test_rolling_update_drops_nothing(running, tmp_path: Path, backend_port: int):  # type: ignore[no-untyped-def]
+def test_rolling_update_drops_nothing(running, tmp_path: Path, backend_port: int, workers: str):  # type: ignore[no-untyped-def]
     """
     If a replacement proxy with new weights joins the reuseport port and the
     old one gets SIGTERM under a steady stream of keep-alive clients, then
-    every request gets a 2xx and, after the switch, the new split holds.
+    every request gets a 2xx and, after the switch, the new split holds,
+    for a single process and for a supervisor of two workers alike.
     """
     port = free_port()
     listen = f"reuseport:{port}:interface=127.0.0.1"
     backends = {
         "BLUE": f"http://127.0.0.1:{backend_port}/slow",
         "GREEN": f"http://127.0.0.1:{backend_port}/slow",
+        "SILLYPROXY_WORKERS": workers,
     }
     old = start_twistd(
         "sillyproxy", [], {**backends, "BLUE_WEIGHT": "1", "GREEN_WEIGHT": "0"}, tmp_path, port, listen

@@ -76,6 +76,11 @@ class WorkersToRunTests(TableTests):
             "not unix:/tmp/x.sock",
         )
 
+    def test_auto_with_an_unshareable_listener_is_one_process(self) -> None:
+        """If SILLYPROXY_WORKERS is auto and a listener cannot be shared, then one process serves (a warning says why) rather than refusing to start."""
+        config = parse_config({"BLUE": "http://b", "SILLYPROXY_LISTEN": "unix:/tmp/x.sock", "SILLYPROXY_WORKERS": "auto"})
+        self.assertEqual(workers_to_run(config, None), 1)
+
     def test_a_worker_runs_one(self) -> None:
         """If this process is a worker, then it serves alone, whatever SILLYPROXY_WORKERS says."""
         config = parse_config({"BLUE": "http://b", "SILLYPROXY_WORKERS": "4"})
@@ -168,6 +173,14 @@ class SupervisorTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.clock.advance(60)
         self.assertEqual(len(self.spawned), 2)
+
+    def test_stop_lets_go_of_the_sockets_at_once(self) -> None:
+        """If the stop begins, then the supervisor closes its copies of the sockets at once, so that the kernel queues no connection nobody will accept."""
+        port = self.supervisor.slots[0].sockets[0].getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        self.supervisor.stopService()
+        # The fake workers hold no copies: nothing listens any more.
+        self.assertRaises(ConnectionRefusedError, socket.create_connection, ("127.0.0.1", port), 5)
 
     def test_a_worker_that_does_not_drain_is_killed(self) -> None:
         """If a worker has not exited by the drain timeout plus 5 s, then it gets SIGKILL."""

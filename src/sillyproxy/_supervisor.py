@@ -291,6 +291,11 @@ class Supervisor(Service):
         self._all_ended = ended
         for slot in running:
             slot.process.signalProcess("TERM")
+        # The workers hold their own copies: each socket closes when its
+        # worker, having drained the accept queue, closes it.  Kept open
+        # here, the kernel would go on queueing connections on it that
+        # nobody accepts, and drop them at the end.
+        self._close_sockets()
         # A worker drains within the drain timeout and exits; one that does
         # not is killed, so the supervisor always ends.
         kill = self._clock.callLater(self._drain_timeout + EXIT_GRACE, self._kill_the_rest)
@@ -311,11 +316,14 @@ class Supervisor(Service):
                 _log.warn("worker {index} (pid {pid}) did not exit; killing it", index=slot.index, pid=slot.pid)
                 slot.process.signalProcess("KILL")
 
-    def _cleanup(self) -> None:
+    def _close_sockets(self) -> None:
         for slot in self.slots:
             for sock in slot.sockets:
                 sock.close()
             slot.sockets = []
+
+    def _cleanup(self) -> None:
+        self._close_sockets()
         if self._runtime:
             for entry in Path(self._runtime).glob("*"):
                 entry.unlink(missing_ok=True)

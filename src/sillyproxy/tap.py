@@ -12,6 +12,7 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.task import Cooperator
+from twisted.logger import Logger
 from twisted.python import usage
 
 from . import __version__
@@ -37,7 +38,9 @@ from ._supervisor_admin import supervisor_admin
 from ._upstream import ResolvingUpstream
 from ._worker import AdoptedEndpoint, WorkerRole, watch_parent, worker_role
 
-__all__ = ["Options", "makeService", "routing_table"]
+__all__ = ["Options", "makeService", "routing_table", "workers_to_run"]
+
+_log = Logger(namespace="sillyproxy")
 
 class Options(usage.Options):
     synopsis = "[--listen ENDPOINT ...] [COLOR ...]"
@@ -127,27 +130,33 @@ class Options(usage.Options):
 def workers_to_run(config: ProxyConfig, role: WorkerRole | None) -> int:
     """
     How many workers this process runs: 1 (it serves, alone or as a worker),
-    or more (it supervises).  C{auto} counts the usable CPUs now.
+    or more (it supervises).  C{auto} counts the usable CPUs now, and is 1
+    when a listener cannot be shared (TLS, UNIX, systemd).
 
-    @raise ConfigError: for listeners workers cannot share.
+    @raise ConfigError: for a number above 1 with listeners workers cannot share.
     """
     if role is not None:
         return 1
     wanted = config.tunables.workers
     count = available_cpus() if wanted is None else wanted
-    if count > 1:
-        unshared = [d for d in config.listen if parse_tcp_listener(d) is None]
-        if unshared:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        "SILLYPROXY_WORKERS",
-                        "auto" if wanted is None else str(wanted),
-                        f"{count} workers share tcp:, tcp6: and reuseport: listeners only, "
-                        f"not {', '.join(unshared)}",
-                    )
-                ]
+    unshared = [d for d in config.listen if parse_tcp_listener(d) is None]
+    if count > 1 and unshared:
+        if wanted is None:
+            _log.warn(
+                "SILLYPROXY_WORKERS=auto: one process, since workers cannot share {listeners} yet",
+                listeners=", ".join(unshared),
             )
+            return 1
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "SILLYPROXY_WORKERS",
+                    str(wanted),
+                    f"{count} workers share tcp:, tcp6: and reuseport: listeners only, "
+                    f"not {', '.join(unshared)}",
+                )
+            ]
+        )
     return count
 
 
@@ -372,9 +381,18 @@ def make_supervisor(options: Options, reactor: Any) -> IService:
     config: ProxyConfig = options["config"]
     tunables = config.tunables
     listeners = [parse_tcp_listener(description) for description in config.listen]
-    # `twist` (python -m twisted): no pidfile, no daemon, text log lines on
-    # the inherited standard output, as twistd -n --logfile=- writes them.
-    command = [sys.executable, "-m", "twisted", "--log-format", "text", "sillyproxy"]
+    # twistd in the foreground, without a pidfile, logging as the image's
+    # twistd does (text, or JSON with SILLYPROXY_ACCESS_LOG=json) to the
+    # standard output the workers share with the supervisor.
+    command = [
+        sys.executable,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "--nodaemon",
+        "--pidfile=",
+        "--logger=sillyproxy.logs.observer",
+        "sillyproxy",
+    ]
     for description in config.listen:
         command += ["--listen", description]
     command += list(options["colors"])
