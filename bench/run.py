@@ -49,7 +49,7 @@ http {{
 """
 
 PROXY_CONF = """
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {dir}/proxy.pid;
 error_log {dir}/proxy-error.log;
@@ -155,10 +155,13 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
 
 
 @contextmanager
-def started(command: list[str], port: int, env: dict[str, str] | None, log: Path) -> Iterator[subprocess.Popen]:
+def started(
+    command: list[str], port: int, env: dict[str, str] | None, log: Path, pin: bool = True
+) -> Iterator[subprocess.Popen]:
+    """Run a proxy: on CPU 0 (C{pin}), or anywhere, as proxies with several workers run."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            ["taskset", "-c", PROXY_CPU] + command,
+            (["taskset", "-c", PROXY_CPU] if pin else []) + command,
             env={**os.environ, **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -224,10 +227,13 @@ def main() -> None:
             env,
         )
 
-    def nginx_proxy(port: int) -> tuple[list[str], dict[str, str]]:
-        conf = work / f"proxy-{port}.conf"
-        conf.write_text(nginx_conf(PROXY_CONF, work, blue=blue, green=green, port=port))
-        return ["nginx", "-p", str(work), "-c", str(conf)], {}
+    def nginx_proxy(workers: int) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+        def build(port: int) -> tuple[list[str], dict[str, str]]:
+            conf = work / f"proxy-{port}.conf"
+            conf.write_text(nginx_conf(PROXY_CONF, work, blue=blue, green=green, port=port, workers=workers))
+            return ["nginx", "-p", str(work), "-c", str(conf)], {}
+
+        return build
 
     targets: dict[str, Callable[[int], tuple[list[str], dict[str, str]]] | None] = {
         "direct": None,
@@ -242,8 +248,13 @@ def main() -> None:
             [python, str(ROOT / "bench" / "reverse_proxy_resource.py"), str(port), str(blue)],
             {},
         ),
-        "nginx": nginx_proxy,
+        "nginx": nginx_proxy(1),
+        # Several workers: unpinned (they would share CPU 0 otherwise),
+        # next to wrk and the backend on CPU 1; see bench/workers.py.
+        "sillyproxy (2 workers)": sillyproxy(twistd, {**proxy_env, "SILLYPROXY_WORKERS": "2"}),
+        "nginx (worker_processes 2)": nginx_proxy(2),
     }
+    unpinned = {"sillyproxy (2 workers)", "nginx (worker_processes 2)"}
     if Path(pypy_twistd).exists():
         targets["sillyproxy (PyPy)"] = sillyproxy(pypy_twistd, pypy_env)
     else:
@@ -267,7 +278,8 @@ def main() -> None:
                 else:
                     port = free_port()
                     command, env = build(port)
-                    with started(command, port, env, work / f"{name}-{body}.log".replace(" ", "_")) as process:
+                    log = work / f"{name}-{body}.log".replace(" ", "_")
+                    with started(command, port, env, log, pin=name not in unpinned) as process:
                         url = f"http://127.0.0.1:{port}{path}"
                         wrk(url, args.connections, args.warmup)
                         measured = median_run(url, args.connections, args.seconds, args.repeat)
@@ -303,7 +315,7 @@ def main() -> None:
 def print_table(results: list[dict[str, object]], single: dict[str, float], args: argparse.Namespace) -> None:
     by = {(r["target"], r["body"]): r for r in results}
     print(f"\nwrk -t1 -c{args.connections} -d{args.seconds}s after a {args.warmup}s warm-up, median of {args.repeat}; "
-          f"proxy on CPU {PROXY_CPU}, wrk and nginx backends on CPU {LOAD_CPU}\n")
+          f"proxy on CPU {PROXY_CPU} (the 2-worker rows: unpinned), wrk and nginx backends on CPU {LOAD_CPU}\n")
     print("| target | body | req/s | p50 ms | p99 ms | peak RSS MiB | x direct | x ReverseProxyResource | non-2xx/errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from attrs import define
 
@@ -50,6 +53,20 @@ class Twistd:
                 return False
             time.sleep(0.05)
         return True
+
+    def admin(self, path: str) -> tuple[int, bytes]:
+        """GET C{path} from the admin listener: status code and body."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def status(self) -> dict[str, Any]:
+        """The admin listener's /status."""
+        return json.loads(self.admin("/status")[1])  # type: ignore[no-any-return]
 
     def terminate(self) -> None:
         """Send SIGTERM, as docker stop and a rolling update do."""

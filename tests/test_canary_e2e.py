@@ -6,7 +6,6 @@ as replicas, restarts and a failing release run them.
 from __future__ import annotations
 
 import http.client
-import json
 import time
 from pathlib import Path
 
@@ -28,25 +27,6 @@ def _proxy(apps: tuple[int, int], tmp_path: Path, **environ: str) -> Twistd:
         },
         tmp_path,
     )
-
-
-def _status(proxy: Twistd) -> dict:  # type: ignore[type-arg]
-    connection = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
-    try:
-        connection.request("GET", "/status")
-        return json.loads(connection.getresponse().read())  # type: ignore[no-any-return]
-    finally:
-        connection.close()
-
-
-def _admin(proxy: Twistd, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
 
 
 def _colours(proxy: Twistd, count: int) -> list[tuple[int, str]]:
@@ -79,7 +59,7 @@ def test_two_proxies_started_apart_agree(apps, tmp_path: Path) -> None:  # type:
         time.sleep(max(0.0, launched + 3 - time.monotonic()))
         second = _proxy(apps, tmp_path, **ramp)
         try:
-            shares = [_status(p)["colors"]["green"]["share"] for p in (first, second)]
+            shares = [p.status()["colors"]["green"]["share"] for p in (first, second)]
             assert shares == [0.2, 0.2]
             for proxy in (first, second):
                 greens = sum(colour == "green" for _, colour in _colours(proxy, 400))
@@ -101,7 +81,7 @@ def test_restarted_mid_ramp_resumes_at_the_clocks_step(apps, tmp_path: Path) -> 
     for _ in range(2):
         proxy = _proxy(apps, tmp_path, **ramp)
         try:
-            green = _status(proxy)["colors"]["green"]
+            green = proxy.status()["colors"]["green"]
             seen.append((green["ramp"], green["share"]))
         finally:
             proxy.stop()
@@ -126,15 +106,15 @@ def test_failing_green_is_rolled_back(tmp_path: Path) -> None:
             SILLYPROXY_ROLLBACK_HEALTHZ="1",
         )
         try:
-            assert _admin(proxy, "/healthz") == (200, b"ok\n")
+            assert proxy.admin("/healthz") == (200, b"ok\n")
             answers = _colours(proxy, 400)
             failed = [i for i, (status, _) in enumerate(answers) if status == 500]
             assert len(failed) == 20, answers
             after = answers[failed[-1] + 1 :]
             assert after and all(answer == (200, "blue") for answer in after), after
-            assert _admin(proxy, "/healthz") == (503, b"rolled back: green")
-            assert _admin(proxy, "/readyz")[0] == 200
-            green_status = _status(proxy)["colors"]["green"]
+            assert proxy.admin("/healthz") == (503, b"rolled back: green")
+            assert proxy.admin("/readyz")[0] == 200
+            green_status = proxy.status()["colors"]["green"]
             assert (green_status["rolled_back"], green_status["share"]) == (True, 0.0)
             assert proxy.logged("green rolled back: error rate 1.000 over the last 30 s (20 of 20 requests failed)")
         finally:

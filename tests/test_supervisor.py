@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from typing import Any
+from unittest import SkipTest
 
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -20,12 +22,12 @@ from .support import TableTests, rows
 
 class ListenerTests(TableTests):
     @rows(
-        ("tcp:8080", ListenSocket("tcp:8080", 8080, "", 511, False)),
-        ("tcp:8080:interface=127.0.0.1", ListenSocket("tcp:8080:interface=127.0.0.1", 8080, "127.0.0.1", 511, False)),
-        ("tcp:port=80:backlog=50", ListenSocket("tcp:port=80:backlog=50", 80, "", 50, False)),
-        ("tcp6:8080", ListenSocket("tcp6:8080", 8080, "::", 511, True)),
-        ("tcp6:8080:interface=\\:\\:1", ListenSocket("tcp6:8080:interface=\\:\\:1", 8080, "::1", 511, True)),
-        ("reuseport:9000", ListenSocket("reuseport:9000", 9000, "", 511, False)),
+        ("tcp:8080", ListenSocket("tcp:8080", 8080, "", 511)),
+        ("tcp:8080:interface=127.0.0.1", ListenSocket("tcp:8080:interface=127.0.0.1", 8080, "127.0.0.1", 511)),
+        ("tcp:port=80:backlog=50", ListenSocket("tcp:port=80:backlog=50", 80, "", 50)),
+        ("tcp6:8080", ListenSocket("tcp6:8080", 8080, "::", 511)),
+        ("tcp6:8080:interface=\\:\\:1", ListenSocket("tcp6:8080:interface=\\:\\:1", 8080, "::1", 511)),
+        ("reuseport:9000", ListenSocket("reuseport:9000", 9000, "", 511)),
         ("ssl:8443:privateKey=k.pem", None),
         ("unix:/run/proxy.sock", None),
         ("systemd:domain=INET:index=0", None),
@@ -99,6 +101,13 @@ class _Process:
         self.signals.append(name)
 
 
+class _AtOnce:
+    """callFromThread that calls at once (the handler runs on this thread anyway)."""
+
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
+
+
 class SupervisorTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -116,15 +125,18 @@ class SupervisorTests(SynchronousTestCase):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
+        if hasattr(signal, "SIGHUP"):
+            self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
         self.supervisor = Supervisor(
             2,
-            [ListenSocket(f"tcp:{port}", port, "127.0.0.1", 50, False)],
+            [ListenSocket(f"tcp:{port}", port, "127.0.0.1", 50)],
             ["python", "-m", "twisted", "sillyproxy"],
             {"BLUE": "http://b", "SILLYPROXY_WORKERS": "2"},
             spawn,
             self.clock,
             drain_timeout=8.0,
             wall_clock=lambda: self.now,
+            threads=_AtOnce(),
         )
         self.supervisor.startService()
         self.addCleanup(self._stop)
@@ -161,6 +173,13 @@ class SupervisorTests(SynchronousTestCase):
             self.assertEqual(len(self.spawned), count)
             self.clock.advance(0.01)
             self.assertEqual(len(self.spawned), count + 1)
+
+    def test_sighup_goes_to_every_worker(self) -> None:
+        """If the supervisor gets SIGHUP (reload certificates), then it survives and passes it on to every worker."""
+        if not hasattr(signal, "SIGHUP"):
+            raise SkipTest("no SIGHUP on this platform")
+        os.kill(os.getpid(), signal.SIGHUP)
+        self.assertEqual([p.signals for p in self.processes], [["HUP"], ["HUP"]])
 
     def test_stop_sends_sigterm_and_waits_for_every_worker(self) -> None:
         """If the supervisor stops, then every worker gets SIGTERM and the stop ends once all have exited, and no one is restarted."""

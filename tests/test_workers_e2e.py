@@ -28,20 +28,6 @@ def _proxy(apps: tuple[int, int], tmp_path: Path, **environ: str) -> Twistd:
     )
 
 
-def _admin(proxy: Twistd, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def _status(proxy: Twistd) -> dict:  # type: ignore[type-arg]
-    return json.loads(_admin(proxy, "/status")[1])  # type: ignore[no-any-return]
-
-
 def _get(proxy: Twistd, count: int) -> list[int]:
     """C{count} requests, each on a new connection (so the kernel spreads them over the workers)."""
     statuses = []
@@ -61,7 +47,7 @@ def _workers(proxy: Twistd, count: int, timeout: float = 15.0) -> list[dict]:  #
     """The workers /status lists, once C{count} of them answer."""
     deadline = time.monotonic() + timeout
     while True:
-        status, body = _admin(proxy, "/status")
+        status, body = proxy.admin("/status")
         workers = json.loads(body).get("workers", []) if status in (200, 503) else []
         if len(workers) == count or time.monotonic() > deadline:
             return workers  # type: ignore[no-any-return]
@@ -79,7 +65,7 @@ def test_two_workers_serve_and_are_counted_exactly(apps, tmp_path: Path) -> None
         workers = _workers(proxy, 2)
         assert all(w["requests"] > 0 for w in workers), workers
         assert sum(w["requests"] for w in workers) == 200
-        _, metrics = _admin(proxy, "/metrics")
+        _, metrics = proxy.admin("/metrics")
         counted = sum(
             float(line.rsplit(" ", 1)[1])
             for line in metrics.decode().splitlines()
@@ -87,7 +73,7 @@ def test_two_workers_serve_and_are_counted_exactly(apps, tmp_path: Path) -> None
         )
         assert counted == 200
         assert "sillyproxy_workers 2" in metrics.decode()
-        assert _admin(proxy, "/readyz")[0] == 200
+        assert proxy.admin("/readyz")[0] == 200
     finally:
         assert proxy.stop() == 0
 
@@ -168,7 +154,7 @@ def test_one_probe_per_interval_not_one_per_worker(tmp_path: Path) -> None:
         probes = _probes(blue.log()) - before
         # Eight intervals in 4 s: one prober gives about 8, two would give 16.
         assert 5 <= probes <= 11, probes
-        status = _status(proxy)["colors"]["blue"]["addresses"]
+        status = proxy.status()["colors"]["blue"]["addresses"]
         assert [a["passing_health_checks"] for a in status] == [True]
     finally:
         proxy.stop()
@@ -189,16 +175,16 @@ def test_a_rollback_applies_to_every_worker(tmp_path: Path) -> None:
     )
     try:
         _workers(proxy, 2)
-        assert _admin(proxy, "/healthz") == (200, b"ok\n")
+        assert proxy.admin("/healthz") == (200, b"ok\n")
         deadline = time.monotonic() + 30
         failed = 0
-        while _admin(proxy, "/healthz")[0] == 200 and time.monotonic() < deadline:
+        while proxy.admin("/healthz")[0] == 200 and time.monotonic() < deadline:
             failed += _get(proxy, 10).count(500)
-        assert _admin(proxy, "/healthz") == (503, b"rolled back: green")
+        assert proxy.admin("/healthz") == (503, b"rolled back: green")
         assert failed >= 10
         time.sleep(1.5)
         assert _get(proxy, 100) == [200] * 100
-        green_status = _status(proxy)["colors"]["green"]
+        green_status = proxy.status()["colors"]["green"]
         assert green_status["rolled_back"] and green_status["share"] == 0.0
         assert "across the workers" in proxy.log()
         assert proxy.log().count("green rolled back:") == 2, proxy.log()

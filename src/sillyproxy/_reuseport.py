@@ -15,7 +15,23 @@ from twisted.internet.interfaces import (
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-__all__ = ["ReusePortEndpoint", "ReusePortParser"]
+__all__ = ["ReusePortEndpoint", "ReusePortParser", "reuseport_socket"]
+
+
+def reuseport_socket(interface: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking TCP socket listening on C{interface:port} with SO_REUSEPORT."""
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((interface, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except Exception:
+        sock.close()
+        raise
+    return sock
 
 
 @implementer(IStreamServerEndpoint)
@@ -34,18 +50,15 @@ class ReusePortEndpoint:
         self._backlog = backlog
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
-        family = socket.AF_INET6 if ":" in self._interface else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((self._interface, self._port))
-            sock.listen(self._backlog)
-            sock.setblocking(False)
+            sock = reuseport_socket(self._interface, self._port, self._backlog)
+        except Exception as e:
+            return fail(e)
+        try:
             # The interface asks for a ServerFactory; any protocol factory
             # serves, as for Twisted's own endpoints.
             listening = self._reactor.adoptStreamPort(
-                sock.fileno(), family, protocolFactory  # type: ignore[arg-type]
+                sock.fileno(), sock.family, protocolFactory  # type: ignore[arg-type]
             )
         except Exception as e:
             return fail(e)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -26,7 +27,13 @@ from typing import Any
 from attrs import define, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorFromThreads,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -34,6 +41,7 @@ from twisted.web.server import Site
 
 from ._compat import clear_exit_signal
 from ._lifecycle import listen_or_exit
+from ._reuseport import reuseport_socket
 from ._worker import FDS_VARIABLE, INDEX_VARIABLE, PARENT_VARIABLE
 
 __all__ = [
@@ -64,7 +72,6 @@ class ListenSocket:
     port: int
     interface: str
     backlog: int
-    ipv6: bool
 
 
 def parse_tcp_listener(description: str) -> ListenSocket | None:
@@ -79,7 +86,7 @@ def parse_tcp_listener(description: str) -> ListenSocket | None:
     positional = [p for p in parts[1:] if "=" not in p]
     options = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
     port_text = positional[0] if positional else options.get("port", "")
-    if not port_text.isdigit():
+    if not port_text.isdigit() or not options.get("backlog", "511").isdigit():
         return None
     interface = options.get("interface", "::" if kind == "tcp6" else "")
     return ListenSocket(
@@ -87,7 +94,6 @@ def parse_tcp_listener(description: str) -> ListenSocket | None:
         int(port_text),
         interface,
         int(options.get("backlog", "511")),
-        kind == "tcp6" or ":" in interface,
     )
 
 
@@ -104,17 +110,8 @@ def restart_delay(previous: float, lived: float) -> float:
 
 
 def _listening_socket(spec: ListenSocket) -> socket.socket:
-    family = socket.AF_INET6 if spec.ipv6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((spec.interface, spec.port))
-        sock.listen(spec.backlog)
-        sock.setblocking(False)
-    except Exception:
-        sock.close()
-        raise
+    # tcp6 binds "::" when no interface is given: an IPv6 socket either way.
+    sock = reuseport_socket(spec.interface, spec.port, spec.backlog)
     # Passed to the workers at spawn, explicitly: never by accident elsewhere.
     sock.set_inheritable(False)
     return sock
@@ -165,7 +162,9 @@ class Supervisor(Service):
         drain_timeout: float,
         admin: tuple[IStreamServerEndpoint, Site] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        threads: IReactorFromThreads | None = None,
     ) -> None:
+        self._threads = threads
         # Told once the workers are started, and when the stop begins.
         self.on_start: Callable[[], None] = lambda: None
         self.on_stop: Callable[[], None] = lambda: None
@@ -223,7 +222,28 @@ class Supervisor(Service):
         )
         for slot in self.slots:
             self._start(slot)
+        self._pass_on_sighup()
         self.on_start()
+
+    def _pass_on_sighup(self) -> None:
+        """
+        SIGHUP (reload the certificates) goes to every worker, on the
+        reactor's turn; left alone, it would end the supervisor, and with
+        it the replica.
+        """
+        threads = self._threads
+        if threads is None or not hasattr(signal, "SIGHUP"):
+            return
+
+        def forward() -> None:
+            for slot in self.slots:
+                if slot.process is not None:
+                    slot.process.signalProcess("HUP")
+
+        def hangup(signum: int, frame: object) -> None:
+            threads.callFromThread(forward)
+
+        signal.signal(signal.SIGHUP, hangup)
 
     def _start(self, slot: WorkerSlot) -> None:
         slot.restart = None

@@ -404,6 +404,7 @@ def make_supervisor(options: Options, reactor: Any) -> IService:
         reactor.spawnProcess,
         reactor,
         tunables.drain_timeout,
+        threads=reactor,
     )
     workers = WorkerClient(reactor, supervisor)
     coordinator = Coordinator(
