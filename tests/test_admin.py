@@ -111,6 +111,12 @@ class AdminTests(SynchronousTestCase):
         self.proxy.router.upstreams = {"blue": unavailable(), "green": unavailable()}
         self.assertEqual(self.fetch("/readyz"), (503, b"no colour can serve\n"))
 
+    def test_no_internal_paths_on_the_admin_listener(self) -> None:
+        """If anyone asks a replica's admin listener for the workers' internal paths, then they do not exist there (only on a worker's private socket)."""
+        self.assertEqual(self.fetch("/internal/state")[0], 404)
+        response = self.successResultOf(self.admin.post("http://admin/internal/apply", data=b"{}"))
+        self.assertEqual(response.code, 404)
+
     def test_status(self) -> None:
         """If /status is asked for, then it gives the version, listen address and each colour's state and counts."""
         self.traffic(10)

@@ -86,7 +86,14 @@ class CgroupTests(TableTests):
         """If a cgroup (v1 or v2, here or above) sets a CPU quota, then the tightest is the limit."""
         self.assertEqual(cgroup_cpu_limit(_tree(self, files)), limit)
 
-    def test_available_cpus_reads_both(self) -> None:
-        """If the quota is 1 CPU, then auto gives one worker, whatever the affinity."""
-        root = _tree(self, {"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "100000 100000\n"})
-        self.assertEqual(available_cpus(root), 1)
+    @rows(
+        ({0, 1, 2, 3}, "100000 100000\n", 1),
+        ({0, 1, 2, 3}, "300000 100000\n", 3),
+        ({0, 1, 2, 3}, "max 100000\n", 4),
+        ({2, 5}, "max 100000\n", 2),
+        ({7}, "800000 100000\n", 1),
+    )
+    def test_available_cpus_reads_both(self, affinity: set[int], cpu_max: str, workers: int) -> None:
+        """If the affinity mask and the cgroup quota are given, then auto is the affinity's count capped by the quota."""
+        root = _tree(self, {"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": cpu_max})
+        self.assertEqual(available_cpus(root, affinity), workers)

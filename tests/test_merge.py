@@ -93,6 +93,15 @@ class MergeMetricsTests(SynchronousTestCase):
             merged[("sillyproxy_upstream_up", (("address", "10.0.0.1"), ("color", "blue")))], 0.0
         )
 
+    def test_an_exited_workers_counters_stay(self) -> None:
+        """If a worker has exited, then its counters and histograms still count and its gauges no longer do."""
+        merged = _samples(merge_metrics([_WORKER_B], retired=[_WORKER_A]))
+        blue_get = (("code", "200"), ("color", "blue"), ("method", "GET"))
+        self.assertEqual(merged[("sillyproxy_requests_total", blue_get)], 10.0)
+        self.assertEqual(merged[("sillyproxy_request_duration_seconds_count", (("color", "blue"),))], 10.0)
+        self.assertEqual(merged[("sillyproxy_inflight_requests", (("color", "blue"),))], 1.0)
+        self.assertEqual(merged[("sillyproxy_upstream_up", (("address", "10.0.0.1"), ("color", "blue")))], 0.0)
+
     def test_one_worker_is_itself(self) -> None:
         """If there is one worker, then the merge says what it said."""
         self.assertEqual(_samples(merge_metrics([_WORKER_A])), _samples(_WORKER_A.encode()))

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 from unittest import SkipTest
 
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -32,6 +33,8 @@ class ListenerTests(TableTests):
         ("unix:/run/proxy.sock", None),
         ("systemd:domain=INET:index=0", None),
         ("tcp:http", None),
+        ("tcp:0", None),
+        ("tcp:8080:backlog=lots", None),
     )
     def test_shared_listeners(self, description: str, expected: ListenSocket | None) -> None:
         """If a listen description is plain TCP, then workers can share it (taken apart); any other kind they cannot."""
@@ -96,8 +99,11 @@ class _Process:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.signals: list[str] = []
+        self.exited = False
 
     def signalProcess(self, name: str) -> None:
+        if self.exited:
+            raise ProcessExitedAlready()
         self.signals.append(name)
 
 
@@ -115,7 +121,12 @@ class SupervisorTests(SynchronousTestCase):
         self.spawned: list[tuple[Any, list[str], dict[str, str], dict[int, Any]]] = []
         self.processes: list[_Process] = []
 
+        self.refusals = 0
+
         def spawn(protocol: Any, executable: str, args: list[str], env: dict[str, str], childFDs: dict[int, Any]) -> _Process:
+            if self.refusals:
+                self.refusals -= 1
+                raise OSError("Cannot allocate memory")
             process = _Process(100 + len(self.processes))
             self.spawned.append((protocol, args, env, childFDs))
             self.processes.append(process)
@@ -173,6 +184,38 @@ class SupervisorTests(SynchronousTestCase):
             self.assertEqual(len(self.spawned), count)
             self.clock.advance(0.01)
             self.assertEqual(len(self.spawned), count + 1)
+
+    def test_a_worker_that_cannot_be_spawned_is_tried_again(self) -> None:
+        """If starting a replacement fails (out of memory), then it is tried again later, backing off, not given up."""
+        self.refusals = 1
+        self.spawned[0][0].processEnded(Failure(Exception("killed")))
+        self.clock.advance(0.5)
+        self.assertEqual(len(self.spawned), 2)
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.spawned), 3)
+        self.assertIsNotNone(self.supervisor.slots[0].pid)
+
+    def test_a_crash_looping_worker_gives_up_its_share_of_connections(self) -> None:
+        """If a worker keeps dying young, then its socket is closed while it waits (its share goes to the others) and opened afresh for the next try."""
+        slot = self.supervisor.slots[0]
+        port = slot.sockets[0].getsockname()[1]
+        self.spawned[0][0].processEnded(Failure(Exception("killed")))
+        self.assertEqual(len(slot.sockets), 1)
+        self.clock.advance(0.5)
+        self.spawned[-1][0].processEnded(Failure(Exception("killed")))
+        self.assertEqual(slot.sockets, [])
+        self.clock.advance(1.0)
+        self.assertEqual([sock.getsockname()[1] for sock in slot.sockets], [port])
+        self.assertEqual(self.spawned[-1][3][3], slot.sockets[0].fileno())
+
+    def test_stop_with_a_worker_already_reaped(self) -> None:
+        """If a worker has exited but its end is not reported yet when the stop comes, then the others still get SIGTERM and the stop waits for both."""
+        self.processes[0].exited = True
+        stopped = self.supervisor.stopService()
+        self.assertEqual(self.processes[1].signals, ["TERM"])
+        self.spawned[0][0].processEnded(Failure(Exception("exited")))
+        self.spawned[1][0].processEnded(Failure(Exception("exited")))
+        self.successResultOf(stopped)
 
     def test_sighup_goes_to_every_worker(self) -> None:
         """If the supervisor gets SIGHUP (reload certificates), then it survives and passes it on to every worker."""

@@ -43,6 +43,16 @@ def _get(proxy: Twistd, count: int) -> list[int]:
     return statuses
 
 
+def _counted(proxy: Twistd) -> float:
+    """The requests /metrics counts, over every colour, code and method."""
+    _, metrics = proxy.admin("/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.decode().splitlines()
+        if line.startswith("sillyproxy_requests_total{")
+    )
+
+
 def _workers(proxy: Twistd, count: int, timeout: float = 15.0) -> list[dict]:  # type: ignore[type-arg]
     """The workers /status lists, once C{count} of them answer."""
     deadline = time.monotonic() + timeout
@@ -65,14 +75,8 @@ def test_two_workers_serve_and_are_counted_exactly(apps, tmp_path: Path) -> None
         workers = _workers(proxy, 2)
         assert all(w["requests"] > 0 for w in workers), workers
         assert sum(w["requests"] for w in workers) == 200
-        _, metrics = proxy.admin("/metrics")
-        counted = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in metrics.decode().splitlines()
-            if line.startswith("sillyproxy_requests_total{")
-        )
-        assert counted == 200
-        assert "sillyproxy_workers 2" in metrics.decode()
+        assert _counted(proxy) == 200
+        assert "sillyproxy_workers 2" in proxy.admin("/metrics")[1].decode()
         assert proxy.admin("/readyz")[0] == 200
     finally:
         assert proxy.stop() == 0
@@ -83,6 +87,8 @@ def test_a_killed_worker_is_replaced(apps, tmp_path: Path) -> None:  # type: ign
     proxy = _proxy(apps, tmp_path)
     try:
         victim, survivor = (w["pid"] for w in _workers(proxy, 2))
+        assert _get(proxy, 40) == [200] * 40
+        assert _counted(proxy) == 40
         os.kill(victim, signal.SIGKILL)
         assert _get(proxy, 50) == [200] * 50
         deadline = time.monotonic() + 15
@@ -94,6 +100,8 @@ def test_a_killed_worker_is_replaced(apps, tmp_path: Path) -> None:  # type: ign
         assert survivor in pids and victim not in pids and len(pids) == 2, pids
         assert proxy.logged(f"(pid {victim}) died after")
         assert _get(proxy, 20) == [200] * 20
+        # The dead worker's requests still count: the replica's counters never go back.
+        assert _counted(proxy) == 110
     finally:
         proxy.stop()
 
@@ -152,8 +160,9 @@ def test_one_probe_per_interval_not_one_per_worker(tmp_path: Path) -> None:
         before = _probes(blue.log())
         time.sleep(4)
         probes = _probes(blue.log()) - before
-        # Eight intervals in 4 s: one prober gives about 8, two would give 16.
-        assert 5 <= probes <= 11, probes
+        # Eight intervals in 4 s: one prober gives at most about 8 (fewer on
+        # a loaded machine, which skips late intervals), two would give 16.
+        assert 1 <= probes <= 11, probes
         status = proxy.status()["colors"]["blue"]["addresses"]
         assert [a["passing_health_checks"] for a in status] == [True]
     finally:
@@ -182,7 +191,10 @@ def test_a_rollback_applies_to_every_worker(tmp_path: Path) -> None:
             failed += _get(proxy, 10).count(500)
         assert proxy.admin("/healthz") == (503, b"rolled back: green")
         assert failed >= 10
-        time.sleep(1.5)
+        # Every worker is told within a second or so: poll, with room to spare.
+        deadline = time.monotonic() + 15
+        while _get(proxy, 20) != [200] * 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert _get(proxy, 100) == [200] * 100
         green_status = proxy.status()["colors"]["green"]
         assert green_status["rolled_back"] and green_status["share"] == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -162,6 +163,7 @@ def admin_resource(
             }
         return {
             "version": version,
+            "pid": os.getpid(),
             "time": rfc3339(now),
             "uptime_seconds": round(now - started, 1),
             "listen": listen,

@@ -25,6 +25,7 @@ from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent
 from twisted.web.iweb import IAgentEndpointFactory
 from twisted.web.resource import Resource
@@ -67,6 +68,10 @@ class WorkerClient:
         self._reactor = reactor
         self._supervisor = supervisor
         self._http = HTTPClient(Agent.usingEndpointFactory(reactor, _WorkerSockets(reactor, supervisor)))
+
+    def pid_of(self, index: int) -> int | None:
+        """The pid of worker C{index}'s process now (None while it is being replaced)."""
+        return self._supervisor.slots[index].pid
 
     def ask(
         self, path: str, body: bytes | None = None, only: Sequence[int] | None = None
@@ -185,7 +190,13 @@ class Coordinator:
     ) -> None:
         self._workers = workers
         self._clock = clock
+        # The supervisor's verdicts, and what the workers report they did.
+        self.decided: dict[str, str] = {}
         self.rolled_back: dict[str, str] = {}
+        # Worker index -> (pid, verdicts) last sent to it.
+        self._told: dict[int, tuple[int | None, tuple[str, ...]]] = {}
+        # Workers whose last state could not be read (said once each).
+        self._confused: set[int] = set()
         self._guard = RollbackGuard(
             {b.color: b.rollback_error_rate for b in backends if b.rollback_error_rate is not None},
             window,
@@ -204,9 +215,32 @@ class Coordinator:
             self._loop.stop()
 
     def _roll_back(self, color: str, reason: str) -> bool:
-        self.rolled_back[color] = reason
+        self.decided[color] = reason
         _log.warn("{color} rolled back across the workers: {reason}", color=color, reason=reason)
         return True
+
+    def _parsed(self, results: list[tuple[int, int, bytes]]) -> dict[int, dict[str, Any]]:
+        """Each answering worker's state; one that answers nonsense is left out, and said once."""
+        states = {}
+        for index, code, body in results:
+            try:
+                if code != 200:
+                    raise ValueError(f"status {code}")
+                state = json.loads(body)
+                windows = {str(c): (int(r), int(f)) for c, (r, f) in state["windows"].items()}
+                rolled = {str(c): str(why) for c, why in state["rolled_back"].items()}
+                health = {
+                    str(c): {str(a): bool(ok) for a, ok in verdicts.items()}
+                    for c, verdicts in state["health"].items()
+                }
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                if index not in self._confused:
+                    self._confused.add(index)
+                    _log.warn("worker {index} answered its state badly ({error}); left out", index=index, error=e)
+                continue
+            self._confused.discard(index)
+            states[index] = {"windows": windows, "rolled_back": rolled, "health": health}
+        return states
 
     def round(self) -> Deferred[None] | None:
         if self._busy:
@@ -215,34 +249,43 @@ class Coordinator:
         self._busy = True
 
         def gathered(results: list[tuple[int, int, bytes]]) -> Deferred[Any] | None:
-            states = {index: json.loads(body) for index, code, body in results if code == 200}
+            states = self._parsed(results)
             sums: dict[str, list[int]] = {}
             for state in states.values():
                 for color, (requests, failures) in state["windows"].items():
                     total = sums.setdefault(color, [0, 0])
                     total[0] += requests
                     total[1] += failures
-                for color, reason in state["rolled_back"].items():
-                    # A worker that rolled back on its own (it never does when
-                    # told not to decide, but a verdict is a verdict).
-                    self.rolled_back.setdefault(color, reason)
             for color, (requests, failures) in sums.items():
-                if color not in self.rolled_back:
+                if color not in self.decided:
                     self._guard.judge(color, requests, failures)
-            told: dict[str, Any] = {"rolled_back": self.rolled_back}
+            # What the workers did: a worker may refuse a rollback (the last
+            # colour with a share), and then the replica has not rolled back.
+            self.rolled_back.clear()
+            for state in states.values():
+                for color, reason in state["rolled_back"].items():
+                    self.rolled_back.setdefault(color, reason)
+            told: dict[str, Any] = {"rolled_back": self.decided}
             if 0 in states:
                 told["health"] = states[0]["health"]
-            behind = [
-                index
-                for index, state in states.items()
-                if state["rolled_back"] != self.rolled_back or (index != 0 and "health" in told and state["health"] != told["health"])
-            ]
+            behind = []
+            for index, state in states.items():
+                pid = self._workers.pid_of(index)
+                verdicts = (pid, tuple(sorted(self.decided)))
+                # Each verdict once per worker process (it may refuse one).
+                new_verdict = set(self.decided) - set(state["rolled_back"]) and self._told.get(index) != verdicts
+                stale_health = index != 0 and "health" in told and state["health"] != told["health"]
+                if new_verdict or stale_health:
+                    self._told[index] = verdicts
+                    behind.append(index)
             if not behind:
                 return None
             return self._workers.ask("/internal/apply", json.dumps(told).encode(), only=behind)
 
         def done(result: object) -> None:
             self._busy = False
+            if isinstance(result, Failure):
+                _log.failure("coordinating the workers failed", result)
 
         asked = self._workers.ask("/internal/state").addCallback(gathered)
         asked.addBoth(done)

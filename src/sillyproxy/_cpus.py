@@ -116,10 +116,14 @@ def workers_for(affinity: int, limit: float | None) -> int:
     return max(1, count)
 
 
-def available_cpus(root: Path = Path("/")) -> int:
-    """L{workers_for} this process: its affinity mask and its cgroup's quota."""
-    if hasattr(os, "sched_getaffinity"):
-        affinity = len(os.sched_getaffinity(0))
-    else:
-        affinity = os.cpu_count() or 1
-    return workers_for(affinity, cgroup_cpu_limit(root))
+def available_cpus(root: Path = Path("/"), affinity: set[int] | None = None) -> int:
+    """
+    L{workers_for} this process: its affinity mask (C{affinity}, for tests;
+    by default the process's own) and its cgroup's quota.
+    """
+    if affinity is None:
+        if hasattr(os, "sched_getaffinity"):
+            affinity = os.sched_getaffinity(0)
+        else:
+            affinity = set(range(os.cpu_count() or 1))
+    return workers_for(len(affinity), cgroup_cpu_limit(root))

@@ -46,12 +46,22 @@ class _Merged(Collector):
         yield from self._families
 
 
-def merge_metrics(texts: Sequence[str]) -> bytes:
-    """The Prometheus text of several workers' expositions, merged into one."""
+def merge_metrics(texts: Sequence[str], retired: Sequence[str] = ()) -> bytes:
+    """
+    The Prometheus text of several workers' expositions, merged into one.
+
+    @param retired: the last expositions of workers that have exited: their
+        counters and histograms still count (a replica's counters must not
+        go back when a worker is replaced, or Prometheus sees a reset), and
+        their gauges no longer do.
+    """
     families: dict[str, Metric] = {}
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-    for text in texts:
+    sources = [(text, False) for text in retired] + [(text, True) for text in texts]
+    for text, alive in sources:
         for family in text_string_to_metric_families(text):
+            if not alive and family.type in ("gauge", "info", "stateset", "unknown"):
+                continue
             merged = families.get(family.name)
             if merged is None:
                 merged = families[family.name] = Metric(family.name, family.documentation, family.type)

@@ -27,6 +27,7 @@ from typing import Any
 from attrs import define, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
@@ -77,7 +78,9 @@ class ListenSocket:
 def parse_tcp_listener(description: str) -> ListenSocket | None:
     """
     A C{tcp:}, C{tcp6:} or C{reuseport:} description (C{tcp:8080:interface=127.0.0.1:backlog=50}),
-    or None for any other kind, which workers cannot share (TLS, UNIX sockets, systemd).
+    or None for any other kind, which workers cannot share (TLS, UNIX sockets, systemd, port 0).
+    Every worker's socket has SO_REUSEPORT, even for C{tcp:}: so a second
+    proxy on the same port starts and shares it, rather than failing.
     """
     parts = [part.replace("\\:", ":") for part in _UNESCAPED_COLON.split(description.strip())]
     kind = parts[0].lower()
@@ -87,6 +90,9 @@ def parse_tcp_listener(description: str) -> ListenSocket | None:
     options = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
     port_text = positional[0] if positional else options.get("port", "")
     if not port_text.isdigit() or not options.get("backlog", "511").isdigit():
+        return None
+    if int(port_text) == 0:
+        # Any free port: each worker would get a different one.
         return None
     interface = options.get("interface", "::" if kind == "tcp6" else "")
     return ListenSocket(
@@ -129,6 +135,20 @@ class WorkerSlot:
     delay: float = 0.0
     restart: IDelayedCall | None = None
     process: Any = None
+
+
+_FIRST_FD = 3
+
+
+def _signal(slot: WorkerSlot, name: str) -> None:
+    """Signal the slot's worker, if it has one that has not already exited."""
+    if slot.process is None:
+        return
+    try:
+        slot.process.signalProcess(name)
+    except ProcessExitedAlready:
+        # Reaped, its processEnded still to come: nothing to signal.
+        pass
 
 
 class _WorkerProtocol(ProcessProtocol):
@@ -182,6 +202,7 @@ class Supervisor(Service):
         self._stopping = False
         self._all_ended: Deferred[None] | None = None
         self._runtime = ""
+        self._null = os.open(os.devnull, os.O_RDONLY)
 
     @property
     def stopping(self) -> bool:
@@ -197,16 +218,22 @@ class Supervisor(Service):
     def _open_sockets(self) -> None:
         if self.slots:
             return
-        self._runtime = tempfile.mkdtemp(prefix="sillyproxy-workers-")
+        try:
+            # The workers' private admin sockets (mode 700: the supervisor's only).
+            self._runtime = tempfile.mkdtemp(prefix="sillyproxy-workers-")
+        except OSError as e:
+            sys.stderr.write(
+                f"sillyproxy: cannot make a directory for the workers' admin sockets "
+                f"(set TMPDIR to a writable directory): {e}\n"
+            )
+            raise SystemExit(1) from None
         try:
             for index in range(self._count):
                 sockets = [_listening_socket(spec) for spec in self._listeners]
                 admin = str(Path(self._runtime) / f"worker-{index}.sock")
                 self.slots.append(WorkerSlot(index, sockets, admin))
         except OSError as e:
-            for slot in self.slots:
-                for sock in slot.sockets:
-                    sock.close()
+            self._cleanup()
             sys.stderr.write(f"sillyproxy: cannot listen: {e}\n")
             raise SystemExit(1) from None
 
@@ -237,8 +264,7 @@ class Supervisor(Service):
 
         def forward() -> None:
             for slot in self.slots:
-                if slot.process is not None:
-                    slot.process.signalProcess("HUP")
+                _signal(slot, "HUP")
 
         def hangup(signum: int, frame: object) -> None:
             threads.callFromThread(forward)
@@ -249,29 +275,49 @@ class Supervisor(Service):
         slot.restart = None
         if self._stopping:
             return
-        first_fd = 3
-        child_fds: dict[int, Any] = {0: "w", 1: 1, 2: 2}
-        for offset, sock in enumerate(slot.sockets):
-            child_fds[first_fd + offset] = sock.fileno()
-        environ = dict(self._environ)
-        environ[FDS_VARIABLE] = ",".join(str(first_fd + i) for i in range(len(slot.sockets)))
-        environ[PARENT_VARIABLE] = str(os.getpid())
-        environ[INDEX_VARIABLE] = str(slot.index)
-        environ["SILLYPROXY_WORKERS"] = "1"
-        environ["SILLYPROXY_ADMIN_LISTEN"] = f"unix:{slot.admin_path}:mode=600"
-        if os.path.exists(slot.admin_path):
-            # A dead worker's socket file: the new one binds afresh.
-            os.unlink(slot.admin_path)
-        slot.process = self._spawn(
-            _WorkerProtocol(self, slot),
-            self._command[0],
-            self._command,
-            env=environ,
-            childFDs=child_fds,
-        )
+        try:
+            if not slot.sockets:
+                # Closed while the worker crash-looped: bind afresh.
+                slot.sockets = [_listening_socket(spec) for spec in self._listeners]
+            slot.process = self._spawn(
+                _WorkerProtocol(self, slot),
+                self._command[0],
+                self._command,
+                env=self._worker_environ(slot),
+                childFDs=self._child_fds(slot),
+            )
+        except Exception as e:
+            # No process (out of memory, a port taken meanwhile): as good as
+            # a worker that died at once, so it is tried again, backing off.
+            slot.process = None
+            slot.started = self._wall_clock()
+            self.worker_ended(slot, Failure(e))
+            return
         slot.pid = slot.process.pid
         slot.started = self._wall_clock()
         _log.info("worker {index} started (pid {pid})", index=slot.index, pid=slot.pid)
+
+    def _child_fds(self, slot: WorkerSlot) -> dict[int, Any]:
+        # Standard input from /dev/null: a pipe would delay processEnded
+        # until it closed, after the process itself is gone.
+        child_fds: dict[int, Any] = {0: self._null, 1: 1, 2: 2}
+        for offset, sock in enumerate(slot.sockets):
+            child_fds[_FIRST_FD + offset] = sock.fileno()
+        return child_fds
+
+    def _worker_environ(self, slot: WorkerSlot) -> dict[str, str]:
+        environ = dict(self._environ)
+        environ[FDS_VARIABLE] = ",".join(str(_FIRST_FD + i) for i in range(len(slot.sockets)))
+        environ[PARENT_VARIABLE] = str(os.getpid())
+        environ[INDEX_VARIABLE] = str(slot.index)
+        environ["SILLYPROXY_WORKERS"] = "1"
+        # Colons end a field of an endpoint description: escape those of TMPDIR.
+        path = slot.admin_path.replace("\\", "\\\\").replace(":", "\\:")
+        environ["SILLYPROXY_ADMIN_LISTEN"] = f"unix:{path}:mode=600"
+        if os.path.exists(slot.admin_path):
+            # A dead worker's socket file: the new one binds afresh.
+            os.unlink(slot.admin_path)
+        return environ
 
     def worker_ended(self, slot: WorkerSlot, reason: Failure) -> None:
         lived = self._wall_clock() - slot.started
@@ -283,6 +329,13 @@ class Supervisor(Service):
                 ended.callback(None)
             return
         slot.delay = restart_delay(slot.delay, lived)
+        if slot.delay > FIRST_DELAY:
+            # Crash-looping: the kernel would go on handing this socket its
+            # share of new connections, to wait for a worker that may be 30 s
+            # away.  Closed, its share goes to the other workers.
+            for sock in slot.sockets:
+                sock.close()
+            slot.sockets = []
         _log.warn(
             "worker {index} (pid {pid}) died after {lived:.1f}s ({why}); restarting in {delay:g}s",
             index=slot.index,
@@ -310,7 +363,7 @@ class Supervisor(Service):
         ended: Deferred[None] = Deferred()
         self._all_ended = ended
         for slot in running:
-            slot.process.signalProcess("TERM")
+            _signal(slot, "TERM")
         # The workers hold their own copies: each socket closes when its
         # worker, having drained the accept queue, closes it.  Kept open
         # here, the kernel would go on queueing connections on it that
@@ -334,7 +387,7 @@ class Supervisor(Service):
         for slot in self.slots:
             if slot.process is not None:
                 _log.warn("worker {index} (pid {pid}) did not exit; killing it", index=slot.index, pid=slot.pid)
-                slot.process.signalProcess("KILL")
+                _signal(slot, "KILL")
 
     def _close_sockets(self) -> None:
         for slot in self.slots:
@@ -344,6 +397,9 @@ class Supervisor(Service):
 
     def _cleanup(self) -> None:
         self._close_sockets()
+        if self._null >= 0:
+            os.close(self._null)
+            self._null = -1
         if self._runtime:
             for entry in Path(self._runtime).glob("*"):
                 entry.unlink(missing_ok=True)

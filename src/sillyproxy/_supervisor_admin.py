@@ -7,6 +7,7 @@ sockets, private to the replica) say at that moment.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -81,28 +82,43 @@ def supervisor_admin(
     started = clock()
 
     def answered(results: list[tuple[int, int, bytes]]) -> list[tuple[int, dict[str, Any]]]:
-        return [(index, json.loads(body)) for index, code, body in results if code == 200]
+        parsed = []
+        for index, code, body in results:
+            if code != 200:
+                continue
+            try:
+                parsed.append((index, json.loads(body)))
+            except ValueError:
+                # A worker mid-upgrade or confused: leave it out of the view.
+                continue
+        return parsed
 
     def status() -> Deferred[tuple[int, bytes, bytes]]:
         def merge(results: list[tuple[int, int, bytes]]) -> tuple[int, bytes, bytes]:
             statuses = answered(results)
             slots = {slot.index: slot for slot in supervisor.slots}
-            listing = [
-                {
-                    "pid": slots[index].pid,
-                    "started": rfc3339(slots[index].started),
-                    "requests": sum(c["requests"] for c in s["colors"].values()),
-                }
-                for index, s in statuses
-            ]
             if not statuses:
                 body = {"version": version, "workers": [], "error": "no worker answered"}
                 return 503, _JSON, json.dumps(body, indent=2).encode() + b"\n"
-            merged = merge_status([s for _, s in statuses])
+            try:
+                listing = [
+                    {
+                        # The worker's own word: the slot may hold its successor by now.
+                        "pid": s["pid"],
+                        "started": rfc3339(slots[index].started),
+                        "requests": sum(c["requests"] for c in s["colors"].values()),
+                    }
+                    for index, s in statuses
+                ]
+                merged = merge_status([s for _, s in statuses])
+            except (KeyError, TypeError, ValueError, IndexError) as e:
+                body = {"version": version, "workers": [], "error": f"the workers' answers do not agree: {e}"}
+                return 500, _JSON, json.dumps(body, indent=2).encode() + b"\n"
             now = clock()
             merged.update(
                 {
                     "version": version,
+                    "pid": os.getpid(),
                     "time": rfc3339(now),
                     "uptime_seconds": round(now - started, 1),
                     "listen": listen,
@@ -118,20 +134,42 @@ def supervisor_admin(
             histories = [h for _, h in answered(results)]
             if not histories:
                 return 503, _TEXT, b"no worker answered\n"
-            return 200, _JSON, json.dumps(merge_history(histories)).encode() + b"\n"
+            try:
+                merged = merge_history(histories)
+            except (KeyError, TypeError, ValueError) as e:
+                return 500, _TEXT, f"the workers' answers do not agree: {e}\n".encode()
+            return 200, _JSON, json.dumps(merged).encode() + b"\n"
 
         return workers.ask("/history").addCallback(merge)
 
+    # Slot -> (pid, its last exposition); and the counters of exited workers.
+    last_exposition: dict[int, tuple[int | None, str]] = {}
+    retired: list[str] = []
+
     def metrics() -> Deferred[tuple[int, bytes, bytes]]:
         def merge(results: list[tuple[int, int, bytes]]) -> tuple[int, bytes, bytes]:
-            texts = [body.decode("utf-8") for _, code, body in results if code == 200]
+            for index, (pid, text) in list(last_exposition.items()):
+                if workers.pid_of(index) != pid:
+                    # That process is gone: its counts stay, folded into one
+                    # text (before its successor's answer takes its place).
+                    del last_exposition[index]
+                    retired[:] = [merge_metrics([], retired=[*retired, text]).decode("utf-8")]
+            for index, code, body in results:
+                if code == 200:
+                    last_exposition[index] = (workers.pid_of(index), body.decode("utf-8", "replace"))
+            # A worker slow to answer this time counts as it last did.
+            texts = [text for _, text in last_exposition.values()]
+            answering = sum(code == 200 for _, code, _ in results)
             own = (
                 "# HELP sillyproxy_workers Worker processes that answered this scrape.\n"
                 "# TYPE sillyproxy_workers gauge\n"
-                f"sillyproxy_workers {len(texts)}\n"
-            )
-            body = merge_metrics(texts) + own.encode("ascii") if texts else own.encode("ascii")
-            return 200, b"text/plain; version=0.0.4; charset=utf-8", body
+                f"sillyproxy_workers {answering}\n"
+            ).encode("ascii")
+            try:
+                merged = merge_metrics(texts, retired) if texts or retired else b""
+            except ValueError as e:
+                return 500, _TEXT, f"the workers' metrics could not be merged: {e}\n".encode()
+            return 200, b"text/plain; version=0.0.4; charset=utf-8", merged + own
 
         return workers.ask("/metrics").addCallback(merge)
 

@@ -2,7 +2,7 @@
 A worker's side of SILLYPROXY_WORKERS: listening on the sockets its
 supervisor opened and passed down, and leaving when the supervisor is gone.
 
-The supervisor runs each worker as the same plugin with two variables of
+The supervisor runs each worker as the same plugin with three variables of
 its own: C{SILLYPROXY_WORKER_FDS} (the descriptors of the listening
 sockets, one per listen description, in order) and C{SILLYPROXY_WORKER_OF}
 (the supervisor's pid) and C{SILLYPROXY_WORKER_INDEX} (its place, from 0:

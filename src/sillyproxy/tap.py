@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
@@ -355,11 +356,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if role is not None:
         # A worker: serve on the supervisor's sockets, and stop (draining)
         # if the supervisor dies.
+        if len(role.fds) != len(config.listen):
+            sys.stderr.write(
+                f"sillyproxy: worker given {len(role.fds)} sockets for {len(config.listen)} listeners\n"
+            )
+            raise SystemExit(2)
         endpoints: list[tuple[IStreamServerEndpoint, str]] = [
             (AdoptedEndpoint(tcp, fd), description)  # type: ignore[arg-type]
             for fd, description in zip(role.fds, config.listen)
         ]
-        watch_parent(reactor, role.parent, reactor.stop)
+        watch_parent(reactor, role.parent, lambda: _stop_if_running(reactor))
     else:
         endpoints = [(listeners.endpoint(description), description) for description in config.listen]
     return ProxyService(
@@ -432,3 +438,11 @@ def make_supervisor(options: Options, reactor: Any) -> IService:
         )
         supervisor.admin = (serverFromString(reactor, tunables.admin_listen), admin_site)
     return supervisor
+
+
+def _stop_if_running(reactor: Any) -> None:
+    """Stop the reactor (draining), unless a stop is already under way."""
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
