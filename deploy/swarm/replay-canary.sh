@@ -234,8 +234,10 @@ wait_running canary-v2 2
 start=$(date -u -d "@$(($(date +%s) + LEAD))" +%Y-%m-%dT%H:%M:%SZ)
 echo "   GREEN_RAMP=$RAMP GREEN_RAMP_START=$start GREEN_RAMP_STEP=${STEP}s"
 # Host-mode ports: one task may hold them, so updates and rollbacks stop the
-# old task first.  The monitor period is the stack files' (see (b)).
+# old task first.  The monitor period and the CPU limit are the stack files'
+# (see (b)); with one CPU, the image's SILLYPROXY_WORKERS=auto runs one process.
 quiet service create --detach --name "$PROXY" --network "$NET" --endpoint-mode dnsrr \
+  --limit-cpu 1 \
   --publish "mode=host,published=$PORT,target=8080" \
   --publish "mode=host,published=$ADMIN_PORT,target=9901" \
   --update-order stop-first --update-failure-action rollback --update-monitor "$MONITOR" \
@@ -246,6 +248,10 @@ quiet service create --detach --name "$PROXY" --network "$NET" --endpoint-mode d
   "$IMAGE" || fail "could not create $PROXY"
 wait_running "$PROXY" 1
 wait_serving
+get_status
+# A supervisor's /status lists its workers; one process's has no such field.
+check "(a) the image's SILLYPROXY_WORKERS=auto under --limit-cpu 1: one process, no supervisor" \
+  test "$(json '"workers" not in d')" = true
 
 IFS=, read -r -a percents <<<"$RAMP"
 steps=${#percents[@]}
