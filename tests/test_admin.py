@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -291,7 +292,13 @@ class CanaryAdminTests(SynchronousTestCase):
         )
         self.canary.rollout.start()
         self.addCleanup(self.canary.rollout.stop)
-        self.admin = StubTreq(
+        self.admin = self.admin_client(
+            traffic=self.canary.traffic, mirrors=self.proxy.mirrors, rollback_healthz=True
+        )
+
+    def admin_client(self, **options: Any) -> StubTreq:
+        """The admin tree over this proxy and its rollout, with C{options} for admin_resource."""
+        return StubTreq(
             admin_resource(
                 self.proxy.metrics,
                 self.proxy.router,
@@ -300,9 +307,7 @@ class CanaryAdminTests(SynchronousTestCase):
                 "9.9.9",
                 "tcp:8080",
                 rollout=self.canary.rollout,
-                traffic=self.canary.traffic,
-                mirrors=self.proxy.mirrors,
-                rollback_healthz=True,
+                **options,
             )
         )
 
@@ -394,17 +399,7 @@ class CanaryAdminTests(SynchronousTestCase):
 
     def test_healthz_stays_ok_without_the_switch(self) -> None:
         """If SILLYPROXY_ROLLBACK_HEALTHZ is off, then /healthz says ok even after a rollback."""
-        admin = StubTreq(
-            admin_resource(
-                self.proxy.metrics,
-                self.proxy.router,
-                ProxySite(None),
-                self.proxy.clock.seconds,
-                "9.9.9",
-                "tcp:8080",
-                rollout=self.canary.rollout,
-            )
-        )
+        admin = self.admin_client()
         self.canary.rollout.roll_back("green", "errors")
         response = self.successResultOf(admin.get("http://admin/healthz"))
         self.assertEqual((response.code, self.successResultOf(admin.content(response))), (200, b"ok\n"))

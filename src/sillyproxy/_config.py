@@ -569,15 +569,10 @@ def _parse_ramp(
             start = parse_rfc3339(start_text)
         except ValueError as e:
             problems.append(ConfigProblem(start_variable, start_text, str(e)))
-    step = DEFAULT_RAMP_STEP
-    if step_text:
-        try:
-            step = parse_duration(step_text)
-        except ValueError as e:
-            problems.append(ConfigProblem(step_variable, step_text, str(e)))
+    step = _parse_optional(environ, step_variable, parse_duration, problems)
     if len(problems) > count:
         return None
-    return Ramp(percents, start, step)
+    return Ramp(percents, start, DEFAULT_RAMP_STEP if step is None else step)
 
 
 def _parse_optional(

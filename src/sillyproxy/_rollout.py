@@ -5,7 +5,7 @@ colour's step, and the colours rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -61,25 +61,19 @@ class Rollout:
 
     def configured_weights(self, now: float) -> dict[str, int]:
         """The weights the configuration gives now (ramp included), before rollbacks."""
-        backend = self._ramping
-        if backend is None:
-            return dict(self._configured)
-        assert backend.ramp is not None
-        return ramp_weights(self._configured, backend.color, backend.ramp.position(now).percent)
+        return self._weights_without((), now)
 
     def weights(self, now: float) -> dict[str, int]:
         """The weights new requests are routed by now: a rolled-back colour's is 0."""
-        configured = {
-            color: 0 if color in self.rolled_back else weight
-            for color, weight in self._configured.items()
-        }
+        return self._weights_without(self.rolled_back, now)
+
+    def _weights_without(self, excluded: Collection[str], now: float) -> dict[str, int]:
+        """The ramp's weights at C{now}, with the C{excluded} colours at 0."""
+        weights = {c: 0 if c in excluded else w for c, w in self._configured.items()}
         backend = self._ramping
-        if backend is None:
-            return configured
-        assert backend.ramp is not None
-        if backend.color in self.rolled_back:
-            return configured
-        return ramp_weights(configured, backend.color, backend.ramp.position(now).percent)
+        if backend is None or backend.ramp is None or backend.color in excluded:
+            return weights
+        return ramp_weights(weights, backend.color, backend.ramp.position(now).percent)
 
     def start(self) -> None:
         """Log the ramp's position, and follow it from now on."""
