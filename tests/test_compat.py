@@ -1,20 +1,23 @@
 """
 Pins every private Twisted name sillyproxy relies on (see _compat.py,
-_pool.py and _transport.py): a Twisted release that changes one fails the
+_pool.py, _response_head.py and _transport.py): a Twisted release that changes one fails the
 test named for it, instead of corrupting traffic.
 """
 
 from __future__ import annotations
 
 import inspect
+import select
 import socket
 
 from twisted.internet import tcp
+from twisted.internet.base import ReactorBase
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import client
-from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
+from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol, HTTPClientParser
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.http_headers import Headers
 
@@ -192,6 +195,86 @@ class ConnectionHeaderTests(SynchronousTestCase):
         )
         self.assertEqual(len(answers), 1)
         self.assertEqual(parser.connHeaders.getRawHeaders(b"connection"), [b"X-Secret"])
+
+
+class IdleConnectionTests(SynchronousTestCase):
+    def test_retrying_wrapper(self) -> None:
+        """If the pool hands out an idle connection, then getConnection wraps it in _RetryingHTTP11ClientProtocol(connection, newConnection), newConnection calling _newConnection(key, endpoint)."""
+        self.assertEqual(
+            list(inspect.signature(client._RetryingHTTP11ClientProtocol.__init__).parameters),
+            ["self", "clientProtocol", "newConnection"],
+        )
+        self.assertEqual(
+            list(inspect.signature(client.HTTPConnectionPool._newConnection).parameters),
+            ["self", "key", "endpoint"],
+        )
+        source = inspect.getsource(client.HTTPConnectionPool.getConnection)
+        for step in (
+            "connections.pop(0)",
+            "del self._timeouts[connection]",
+            'connection.state == "QUIESCENT"',
+            "self.retryAutomatically",
+            "_RetryingHTTP11ClientProtocol(",
+        ):
+            self.assertIn(step, source)
+
+    def test_idle_connection_taken_as_get_connection_takes_it(self) -> None:
+        """If an idle connection is taken without a Deferred, then it leaves the pool and comes wrapped, as from getConnection."""
+        pool = RetirablePool(MemoryReactorClock())
+        connection = _ClientProtocol()
+        connection.makeConnection(StringTransport())
+        pool._putConnection(b"key", connection)
+        taken = pool.idle_connection(b"key", object())  # type: ignore[arg-type]
+        assert isinstance(taken, client._RetryingHTTP11ClientProtocol)
+        self.assertIs(taken._clientProtocol, connection)
+        self.assertEqual((pool.idle_connections(), pool._timeouts), (0, {}))
+        self.assertIsNone(pool.idle_connection(b"key", object()))  # type: ignore[arg-type]
+
+
+class ResponseHeadTests(SynchronousTestCase):
+    def test_parser_state(self) -> None:
+        """If a request is sent, then its parser waits in STATUS with LineReceiver's _buffer, _busyReceiving, line_mode and MAX_LENGTH, and _everReceivedData unset."""
+        protocol = HTTP11ClientProtocol()
+        protocol.makeConnection(StringTransport())
+        protocol.request(ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True))
+        parser = protocol._parser
+        assert parser is not None
+        self.assertEqual(
+            (parser.state, parser._buffer, parser._busyReceiving, parser.line_mode, parser.MAX_LENGTH),
+            (STATUS, b"", False, 1, 16384),
+        )
+        self.assertFalse(parser._everReceivedData)
+        self.assertEqual(HEADER, "HEADER")
+
+    def test_give_up(self) -> None:
+        """If the parser raises, then HTTP11ClientProtocol.dataReceived hands the failure to _giveUp(failure)."""
+        self.assertEqual(list(inspect.signature(HTTP11ClientProtocol._giveUp).parameters), ["self", "reason"])
+        self.assertIn("self._giveUp(Failure())", inspect.getsource(HTTP11ClientProtocol.dataReceived))
+
+
+class EPollReactorTests(SynchronousTestCase):
+    def test_private_state(self) -> None:
+        """If an epoll reactor is made, then it has the poller, the fd-to-selectable dict, the read set and the event bits install_fast_poll reads."""
+        reactor = EPollReactor()
+        self.addCleanup(reactor._poller.close)
+        self.assertIsInstance(reactor._selectables, dict)
+        self.assertIsInstance(reactor._reads, set)
+        self.assertTrue(callable(reactor._poller.poll))
+        self.assertEqual(reactor._POLL_IN, select.EPOLLIN)
+        self.assertEqual(reactor._POLL_OUT, select.EPOLLOUT)
+        self.assertEqual(reactor._POLL_DISCONNECTED, select.EPOLLHUP | select.EPOLLERR)
+        self.assertEqual(
+            list(inspect.signature(reactor._doReadOrWrite).parameters), ["selectable", "fd", "event"]
+        )
+        self.assertEqual(
+            list(inspect.signature(reactor._disconnectSelectable).parameters),
+            ["selectable", "why", "isRead", "faildict"],
+        )
+
+    def test_main_loop_calls_do_iteration(self) -> None:
+        """If the reactor runs, then each round calls self.doIteration(timeout), which an instance attribute can stand in for."""
+        self.assertIn("self.doIteration(t)", inspect.getsource(ReactorBase.mainLoop))
+        self.assertIs(EPollReactor.doIteration, EPollReactor.doPoll)
 
 
 class TransportTests(SynchronousTestCase):

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import deferLater
 
-from sillyproxy._transport import _CORK_LIMIT, FastTCPReactor, _backend_read_size
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from sillyproxy._transport import _CORK_LIMIT, FastTCPReactor, _backend_read_size, install_fast_poll
 
 from .support import TableTests, rows
 
 fast = FastTCPReactor(reactor)
+
+
+@pytest.fixture(params=["twisted poll", "fast poll"])
+def poll(request):  # type: ignore[no-untyped-def]
+    """Each socket test runs under Twisted's own poll and under install_fast_poll's."""
+    if request.param == "fast poll":
+        assert install_fast_poll(reactor)
+    yield request.param
+    vars(reactor).pop("doIteration", None)
 
 
 class Echo(Protocol):
@@ -62,7 +79,7 @@ def connect(port, collector: Collect) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest_twisted.inlineCallbacks
-def test_batched_writes_arrive_in_order():  # type: ignore[no-untyped-def]
+def test_batched_writes_arrive_in_order(poll):  # type: ignore[no-untyped-def]
     """If a protocol writes many pieces while handling a read, then they all arrive, in order."""
     port = listen(Echo)
     message = bytes(range(256)) * 200
@@ -90,7 +107,7 @@ class Ticker(Protocol):
 
 
 @pytest_twisted.inlineCallbacks
-def test_writes_outside_a_read_are_sent_in_order():  # type: ignore[no-untyped-def]
+def test_writes_outside_a_read_are_sent_in_order(poll):  # type: ignore[no-untyped-def]
     """If a protocol writes from a timer, mixing pieces held for the end of the turn with one sent at once, then all arrive, in order."""
     port = listen(Ticker)
     expected = b"".join(Ticker.PIECES)
@@ -121,7 +138,7 @@ servers: list[Pausing] = []
 
 
 @pytest_twisted.inlineCallbacks
-def test_pause_that_stands_stops_reading():  # type: ignore[no-untyped-def]
+def test_pause_that_stands_stops_reading(poll):  # type: ignore[no-untyped-def]
     """If a pause is not undone, then no data is delivered until resumeProducing."""
     port = listen(Pausing)
     before = len(servers)
@@ -140,7 +157,7 @@ def test_pause_that_stands_stops_reading():  # type: ignore[no-untyped-def]
 
 
 @pytest_twisted.inlineCallbacks
-def test_pause_undone_at_once_keeps_reading():  # type: ignore[no-untyped-def]
+def test_pause_undone_at_once_keeps_reading(poll):  # type: ignore[no-untyped-def]
     """If a pause is undone before the socket is read, then reading simply goes on."""
     port = listen(Pausing)
     before = len(servers)
@@ -163,7 +180,7 @@ class WriteThenClose(Protocol):
 
 
 @pytest_twisted.inlineCallbacks
-def test_close_after_batched_write_sends_everything():  # type: ignore[no-untyped-def]
+def test_close_after_batched_write_sends_everything(poll):  # type: ignore[no-untyped-def]
     """If a protocol writes then closes while handling a read, then the data is sent before the close."""
     port = listen(WriteThenClose)
     collector = Collect(12)
@@ -176,7 +193,7 @@ def test_close_after_batched_write_sends_everything():  # type: ignore[no-untype
 
 
 @pytest_twisted.inlineCallbacks
-def test_connections_queued_at_close_are_served_not_reset():  # type: ignore[no-untyped-def]
+def test_connections_queued_at_close_are_served_not_reset(poll):  # type: ignore[no-untyped-def]
     """
     If connections are waiting in the accept queue when the listener
     closes, then they are accepted and served rather than reset by the kernel.
@@ -222,3 +239,75 @@ class ReadSizeTests(TableTests):
         size = _backend_read_size(implementation)
         self.assertTrue(16 * 1024 <= size <= _CORK_LIMIT, size)
         self.assertLess(size, 128 * 1024)
+
+
+class _Reader(FileDescriptor):
+    """Reads one end of a socket pair; C{read} decides what each read does."""
+
+    def __init__(self, sock: socket.socket, reactor: EPollReactor, read) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(reactor)
+        self.socket = sock
+        self.read = read
+        self.lost: list[type[BaseException]] = []
+        self.connected = True
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def doRead(self):  # type: ignore[no-untyped-def]
+        return self.read(self.socket.recv(100))
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.lost.append(type(reason.value))
+        super().connectionLost(reason)
+
+
+class FastPollTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = EPollReactor()
+        self.ours, self.theirs = socket.socketpair()
+        self.addCleanup(self.ours.close)
+        self.addCleanup(self.theirs.close)
+        self.addCleanup(self.reactor._poller.close)
+        self.assertTrue(install_fast_poll(self.reactor))
+
+    def test_other_reactors_left_alone(self) -> None:
+        """If the reactor is not an epoll reactor, then nothing is installed."""
+        memory = MemoryReactorClock()
+        self.assertFalse(install_fast_poll(memory))
+        self.assertNotIn("doIteration", vars(memory))
+
+    def test_read_event_reaches_do_read(self) -> None:
+        """If a reading selectable's socket is readable, then one poll hands the data to its doRead."""
+        seen: list[bytes] = []
+        reader = _Reader(self.ours, self.reactor, seen.append)
+        reader.startReading()
+        self.theirs.send(b"ping")
+        self.reactor.doIteration(1.0)
+        self.assertEqual(seen, [b"ping"])
+        self.assertEqual(reader.lost, [])
+
+    def test_error_in_do_read_is_logged_and_drops_the_selectable(self) -> None:
+        """If doRead raises, then the error is logged, the selectable is disconnected and the reactor goes on."""
+        def explode(data: bytes) -> None:
+            raise ZeroDivisionError(data)
+
+        reader = _Reader(self.ours, self.reactor, explode)
+        reader.startReading()
+        self.theirs.send(b"boom")
+        self.reactor.doIteration(1.0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(reader.lost, [ZeroDivisionError])
+        self.assertNotIn(reader, self.reactor.getReaders())
+
+    def test_hang_up_goes_twisted_way(self) -> None:
+        """If the peer closes, then the selectable is told the connection is done, as Twisted tells it."""
+        reader = _Reader(self.ours, self.reactor, lambda data: None if data else CONNECTION_DONE)
+        reader.startReading()
+        self.theirs.close()
+        for _ in range(3):
+            self.reactor.doIteration(0.5)
+            if reader.lost:
+                break
+        self.assertEqual(reader.lost, [type(CONNECTION_DONE)])
+        self.assertNotIn(reader, self.reactor.getReaders())

@@ -9,6 +9,15 @@ by C{tests/test_compat.py}):
     C{_timeouts} (connection -> object with C{cancel()}),
     C{_putConnection(key, connection)} and C{_removeConnection(key,
     connection)}, which L{RetirablePool} overrides and calls;
+  - C{HTTPConnectionPool.getConnection}'s way with an idle connection,
+    which L{RetirablePool.idle_connection} repeats without a Deferred: pop
+    the oldest, drop its C{_timeouts} entry, and hand it out if QUIESCENT,
+    wrapped in C{client._RetryingHTTP11ClientProtocol(connection,
+    newConnection)} when C{retryAutomatically}, where C{newConnection()}
+    calls C{_newConnection(key, endpoint)};
+  - C{HTTP11ClientProtocol._giveUp(failure)}, what its C{dataReceived}
+    does when the parser raises, done the same when the response head is
+    read in one pass (L{sillyproxy._response_head});
   - C{client._HTTP11ClientFactory}, the factory the pool connects with,
     built as C{(quiescentCallback, metadata)}; L{_QuietClientFactory}
     builds its protocols with that callback;
@@ -29,6 +38,7 @@ by C{tests/test_compat.py}):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Union
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import (
@@ -57,10 +67,14 @@ from zope.interface import implementer
 from ._address import BackendAddress
 from ._config import BackendURL
 from ._headers import connection_tokens
+from ._response_head import read_whole_head
 from ._sweep import Sweep
 from ._tunnel import Switched, Tunnel
 
 __all__ = ["AddressAgent", "RetirablePool", "backend_address_factory"]
+
+# What the pool hands out: a connection, or one wrapped to retry a request.
+IdleConnection = Union[HTTP11ClientProtocol, "client._RetryingHTTP11ClientProtocol"]
 
 # Close idle backend connections well before typical server idle timeouts
 # (60 s and more), so the pool rarely hands out one the server is closing.
@@ -93,6 +107,18 @@ class _ClientProtocol(HTTP11ClientProtocol):
         if parser is None:
             return answer
         return answer.addCallback(_drop_connection_named, parser)
+
+    def dataReceived(self, data: bytes) -> None:
+        # A response head that came whole is read in one pass.
+        parser = self._parser
+        if parser is not None:
+            try:
+                if read_whole_head(parser, data):
+                    return
+            except BaseException:
+                self._giveUp(Failure())
+                return
+        super().dataReceived(data)
 
 
 def _drop_connection_named(response: IResponse, parser: HTTPClientParser) -> IResponse:
@@ -202,6 +228,25 @@ class RetirablePool(client.HTTPConnectionPool):
             )
         self._sweep.wake()
 
+    def idle_connection(self, key: object, endpoint: IStreamClientEndpoint) -> IdleConnection | None:
+        """
+        Take an idle connection for C{key} out of the pool, as
+        C{getConnection} would hand it out (wrapped to retry once over a new
+        connection), or None if there is none.  Per request this spares
+        the already-fired Deferred that C{getConnection} returns.
+        """
+        connections = self._connections.get(key)
+        while connections:
+            connection = connections.pop(0)
+            del self._timeouts[connection]
+            if connection.state == "QUIESCENT":
+                if self.retryAutomatically:
+                    return client._RetryingHTTP11ClientProtocol(
+                        connection, lambda: self._newConnection(key, endpoint)
+                    )
+                return connection
+        return None
+
     def _close_expired(self, now: float) -> bool:
         expired = now - self.cachedConnectionTimeout
         for key, idle in list(self._connections.items()):
@@ -262,6 +307,10 @@ class AddressAgent:
             )
         except Exception:
             return fail()
+
+        idle = self._pool.idle_connection(self._key, self._endpoint)
+        if idle is not None:
+            return idle.request(request)
 
         def send(connection: HTTP11ClientProtocol) -> Deferred[IResponse]:
             return connection.request(request)

@@ -33,7 +33,7 @@ from ._routing import Router
 from ._site import ProxySite
 from ._timestamps import rfc3339
 from ._tls import TLSListeners
-from ._transport import FastTCPReactor
+from ._transport import FastTCPReactor, install_fast_poll
 from ._supervisor import Supervisor, parse_tcp_listener
 from ._supervisor_admin import supervisor_admin
 from ._upstream import ResolvingUpstream
@@ -228,6 +228,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     # The batched-send transports, or (SILLYPROXY_FAST_TRANSPORT=0)
     # Twisted's own, should a Twisted release disagree with them.
     tcp = FastTCPReactor(reactor) if tunables.fast_transport else reactor
+    if tunables.fast_transport:
+        install_fast_poll(reactor)
     upstreams = [
         ResolvingUpstream(
             backend,
