@@ -21,8 +21,17 @@ from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol, HTTPCli
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.http_headers import Headers
 
-from sillyproxy._compat import ParseError, clear_exit_signal, copy_canonical_headers
+from sillyproxy._compat import (
+    ParseError,
+    clear_exit_signal,
+    copy_canonical_headers,
+    header_key,
+    header_values,
+    set_header_values,
+)
 from sillyproxy._pool import RetirablePool, _ClientProtocol
+
+from .support import TableTests, rows
 
 
 class HeadersTests(SynchronousTestCase):
@@ -41,6 +50,32 @@ class HeadersTests(SynchronousTestCase):
         self.assertEqual(target.getRawHeaders(b"set-cookie"), [b"a=1", b"b=2"])
         self.assertEqual(target.getRawHeaders(b"Content-Type"), [b"text/plain"])
         self.assertEqual(target, source)
+
+
+class HeaderKeyTests(TableTests):
+    @rows(
+        (b"x-request-id", b"X-Request-Id"),
+        (b"Content-Length", b"Content-Length"),
+        (b"te", b"TE"),
+        (b"sillyproxy-color", b"Sillyproxy-Color"),
+    )
+    def test_key_is_what_headers_keep(self, name: bytes, key: bytes) -> None:
+        """If a header is set the public way, then _rawHeaders keeps it under header_key(name), which header_values reads and set_header_values writes."""
+        self.assertEqual(header_key(name), key)
+        headers = Headers()
+        headers.addRawHeader(name, b"v")
+        self.assertEqual(list(headers._rawHeaders), [key])
+        self.assertEqual(header_values(headers, header_key(name)), headers.getRawHeaders(name))
+        set_header_values(headers, header_key(name), [b"w"])
+        self.assertEqual(headers.getRawHeaders(name), [b"w"])
+
+    def test_absent_or_empty_reads_none(self) -> None:
+        """If a header is absent, or set to no values, then header_values gives None, as getRawHeaders does."""
+        headers = Headers()
+        self.assertIsNone(header_values(headers, header_key(b"date")))
+        headers.setRawHeaders(b"date", [])
+        self.assertIsNone(headers.getRawHeaders(b"date"))
+        self.assertIsNone(header_values(headers, header_key(b"date")))
 
 
 class ExitSignalTests(SynchronousTestCase):

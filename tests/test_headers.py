@@ -7,9 +7,11 @@ from ipaddress import ip_network
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from sillyproxy import _headers
 from sillyproxy._headers import (
     HOP_BY_HOP,
     connection_named,
+    connection_tokens,
     for_backend,
     for_client,
     is_trusted,
@@ -320,6 +322,28 @@ class RequestHeaderTests(SynchronousTestCase):
         self.assertEqual(len(ids), 1000)
         hex_digits = set(string.hexdigits.lower().encode())
         self.assertEqual([i for i in ids if len(i) != 32 or not set(i) <= hex_digits], [])
+
+
+class ConnectionTokenTests(TableTests):
+    @rows(
+        ([b"keep-alive"], {b"keep-alive"}),
+        ([b"Keep-Alive"], {b"keep-alive"}),
+        ([b"close, X-Secret"], {b"close", b"x-secret"}),
+        ([b" , ,TE ,"], {b"te"}),
+        ([b""], set()),
+        ([b"a", b"B, c"], {b"a", b"b", b"c"}),
+        ([], set()),
+    )
+    def test_tokens(self, values: list[bytes], expected: set[bytes]) -> None:
+        """If Connection has these values, then its tokens are the lower-cased comma-separated names, asked once or again."""
+        self.assertEqual(connection_tokens(values), expected)
+        self.assertEqual(connection_tokens(values), expected)
+
+    def test_remembered_values_are_bounded(self) -> None:
+        """If clients send many different Connection values, then the tokens remembered stay bounded and each answer is still right."""
+        for i in range(3 * _headers._MOST_REMEMBERED_TOKENS):
+            self.assertEqual(connection_tokens([b"x-%d" % i]), {b"x-%d" % i})
+        self.assertLessEqual(len(_headers._tokens_of), _headers._MOST_REMEMBERED_TOKENS)
 
 
 class ResponseHeaderTests(SynchronousTestCase):

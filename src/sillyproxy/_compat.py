@@ -18,7 +18,15 @@ from twisted.web._newclient import ParseError
 from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder
 from twisted.web.http_headers import Headers
 
-__all__ = ["HTTPChannelWithHooks", "ParseError", "clear_exit_signal", "copy_canonical_headers"]
+__all__ = [
+    "HTTPChannelWithHooks",
+    "ParseError",
+    "clear_exit_signal",
+    "copy_canonical_headers",
+    "header_key",
+    "header_values",
+    "set_header_values",
+]
 
 
 def copy_canonical_headers(headers: Headers, pairs: Iterable[tuple[bytes, list[bytes]]]) -> None:
@@ -35,6 +43,37 @@ def copy_canonical_headers(headers: Headers, pairs: Iterable[tuple[bytes, list[b
     list of values.
     """
     headers._rawHeaders.update(pairs)
+
+
+def header_key(name: bytes) -> bytes:
+    """
+    The name under which L{Headers} keeps header C{name}, as its public
+    C{getAllRawHeaders} reports it (C{b"x-request-id"} -> C{b"X-Request-Id"}).
+    Computed once, at import, for L{header_values} and L{set_header_values}.
+    """
+    headers = Headers()
+    headers.addRawHeader(name, b"")
+    [(key, _)] = headers.getAllRawHeaders()
+    return key
+
+
+def header_values(headers: Headers, key: bytes) -> list[bytes] | None:
+    """
+    C{headers.getRawHeaders(name)}, for the C{key} that L{header_key} made
+    of C{name}, without encoding the name again: a dozen reads per request.
+
+    Relies on C{Headers._rawHeaders}, as L{copy_canonical_headers} does.
+    """
+    return headers._rawHeaders.get(key) or None
+
+
+def set_header_values(headers: Headers, key: bytes, values: list[bytes]) -> None:
+    """
+    C{headers.setRawHeaders(name, values)}, for the C{key} that
+    L{header_key} made of C{name}, and values the proxy made itself (free
+    of line breaks), so with nothing to check or convert.
+    """
+    headers._rawHeaders[key] = values
 
 
 def clear_exit_signal(reactor: object) -> bool:

@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ._accesslog import AccessLog, AccessRecord
-from ._compat import copy_canonical_headers
+from ._compat import copy_canonical_headers, header_key, header_values, set_header_values
 from ._config import Backend
 from ._failures import UpstreamFailure, classify
 from ._headers import (
@@ -97,14 +97,27 @@ _PHRASE_BYTES = bytes(range(0x20, 0x7F))
 
 _ALLOW = b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
 
+# The request and response headers read or set on every request, by the
+# names Headers keeps them under (see sillyproxy._compat.header_values).
+_CONNECTION = header_key(b"connection")
+_CONTENT_LENGTH = header_key(b"content-length")
+_COOKIE = header_key(b"cookie")
+_DATE = header_key(b"date")
+_HOST = header_key(b"host")
+_OVERRIDE_HEADER = header_key(b"sillyproxy-color")
+_REQUEST_ID = header_key(b"x-request-id")
+_TRANSFER_ENCODING = header_key(b"transfer-encoding")
+_UPGRADE = header_key(b"upgrade")
+_USER_AGENT = header_key(b"user-agent")
+
 
 def _client_host(address: IAddress) -> str | None:
     host = getattr(address, "host", None)
     return host if isinstance(host, str) else None
 
 
-def _header_text(request: Request, name: bytes) -> str:
-    values = request.requestHeaders.getRawHeaders(name)
+def _header_text(request: Request, key: bytes) -> str:
+    values = header_values(request.requestHeaders, key)
     if not values:
         return "-"
     return values[0].decode("ascii", "backslashreplace")
@@ -112,7 +125,7 @@ def _header_text(request: Request, name: bytes) -> str:
 
 def _has_body(request: Request) -> bool:
     headers = request.requestHeaders
-    if headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding"):
+    if header_values(headers, _CONTENT_LENGTH) or header_values(headers, _TRANSFER_ENCODING):
         return True
     if request.clientproto != b"HTTP/2" or request.content is None:
         return False
@@ -350,7 +363,7 @@ class _Exchange:
             peer, settings.trusted_proxies
         )
         self._request_id = request_id(
-            request.requestHeaders.getRawHeaders(b"x-request-id"),
+            header_values(request.requestHeaders, _REQUEST_ID),
             settings.generate_request_id,
         )
         self._backend: Backend | None = None
@@ -389,13 +402,13 @@ class _Exchange:
             self._answer_error(400, "request target must be a path or an http(s) URL")
             return
         self._target = target
-        upgrade = request.requestHeaders.getRawHeaders(b"upgrade")
+        upgrade = header_values(request.requestHeaders, _UPGRADE)
         if (
             upgrade is not None
             and request.clientproto == b"HTTP/1.1"
             and not _has_body(request)
             and wants_upgrade(
-                connection_tokens(request.requestHeaders.getRawHeaders(b"connection", [])), upgrade
+                connection_tokens(header_values(request.requestHeaders, _CONNECTION) or []), upgrade
             )
         ):
             self._upgrade = upgrade
@@ -443,8 +456,8 @@ class _Exchange:
         settings = self._settings
         request = self._request
         headers = request.requestHeaders
-        cookies = headers.getRawHeaders(b"cookie")
-        presented = headers.getRawHeaders(b"sillyproxy-color")
+        cookies = header_values(headers, _COOKIE)
+        presented = header_values(headers, _OVERRIDE_HEADER)
         if presented is not None:
             headers.removeHeader(b"sillyproxy-color")
         if cookies is not None:
@@ -608,19 +621,19 @@ class _Exchange:
         outgoing = request.responseHeaders
         copy_canonical_headers(outgoing, for_client(response.headers.getAllRawHeaders()))  # type: ignore[arg-type]
         # The id in this proxy's access log, whatever the backend said.
-        outgoing.setRawHeaders(b"x-request-id", [self._request_id])
+        set_header_values(outgoing, _REQUEST_ID, [self._request_id])
         if self._set_cookie is not None:
             outgoing.addRawHeader(b"set-cookie", self._set_cookie)
-        if not response.headers.hasHeader(b"date"):
+        if not header_values(response.headers, _DATE):
             # RFC 9110 section 6.6.1: a recipient with a clock adds Date to a
             # response it forwards without one.
-            outgoing.setRawHeaders(b"date", [http_date(now)])
+            set_header_values(outgoing, _DATE, [http_date(now)])
         if (
             response.length is not UNKNOWN_LENGTH
             and request.method != b"HEAD"
             and response.code not in _BODYLESS_STATUS
         ):
-            outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
+            set_header_values(outgoing, _CONTENT_LENGTH, [b"%d" % response.length])
         assert self._backend is not None
         if settings.mirrors and self._upgrade is None:
             # An upgrade is not copied even when refused: the copy might not be.
@@ -801,8 +814,8 @@ class _Exchange:
                 duration=settings.clock.seconds() - self._started,
                 outcome=reason,
                 upstream=self._upstream_address,
-                host=_header_text(request, b"host"),
-                user_agent=_header_text(request, b"user-agent"),
+                host=_header_text(request, _HOST),
+                user_agent=_header_text(request, _USER_AGENT),
                 request_id=self._request_id.decode("ascii"),
             )
         )

@@ -72,14 +72,32 @@ _NEVER_NAMED = frozenset({b"host"})
 _RESPONSE_DROPPED = HOP_BY_HOP
 
 
-def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
+def connection_tokens(values: Sequence[bytes]) -> frozenset[bytes]:
     """The lower-cased tokens of Connection header values, each a comma-separated list."""
+    if len(values) == 1:
+        # Nearly always one value, and one of a few ("keep-alive", "close").
+        value = values[0]
+        tokens = _tokens_of.get(value)
+        if tokens is None:
+            tokens = _tokens(values)
+            if len(_tokens_of) < _MOST_REMEMBERED_TOKENS:
+                _tokens_of[value] = tokens
+        return tokens
+    return _tokens(values)
+
+
+def _tokens(values: Sequence[bytes]) -> frozenset[bytes]:
     return frozenset(
         token.strip().lower()
         for value in values
         for token in value.split(b",")
         if token.strip()
     )
+
+
+# Connection values seen, and their tokens; bounded, as clients choose them.
+_tokens_of: dict[bytes, frozenset[bytes]] = {}
+_MOST_REMEMBERED_TOKENS = 256
 
 
 def connection_named(headers: RawHeaders) -> frozenset[bytes]:

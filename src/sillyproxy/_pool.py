@@ -58,7 +58,9 @@ from twisted.internet.abstract import isIPv6Address
 from twisted.web import client
 from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 from twisted.web._newclient import Request as ClientRequest
-from twisted.web.client import BrowserLikePolicyForHTTPS
+# Imported by name: twisted.web.client is wrapped for its deprecated
+# names, and each attribute read through the module costs several calls.
+from twisted.web.client import BrowserLikePolicyForHTTPS, _RetryingHTTP11ClientProtocol
 from twisted.web.http_headers import Headers
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
@@ -66,6 +68,7 @@ from zope.interface import implementer
 
 from ._address import BackendAddress
 from ._config import BackendURL
+from ._compat import header_key, header_values
 from ._headers import connection_tokens
 from ._response_head import read_whole_head
 from ._sweep import Sweep
@@ -74,12 +77,13 @@ from ._tunnel import Switched, Tunnel
 __all__ = ["AddressAgent", "RetirablePool", "backend_address_factory"]
 
 # What the pool hands out: a connection, or one wrapped to retry a request.
-IdleConnection = Union[HTTP11ClientProtocol, "client._RetryingHTTP11ClientProtocol"]
+IdleConnection = Union[HTTP11ClientProtocol, _RetryingHTTP11ClientProtocol]
 
 # Close idle backend connections well before typical server idle timeouts
 # (60 s and more), so the pool rarely hands out one the server is closing.
 IDLE_BACKEND_TIMEOUT = 30
 
+_CONNECTION = header_key(b"connection")
 # Connection tokens that are options, not the names of headers to drop.
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
 
@@ -129,7 +133,7 @@ def _drop_connection_named(response: IResponse, parser: HTTPClientParser) -> IRe
     C{connHeaders}.  Nothing to do on the common path, where Connection is
     absent or says only keep-alive or close.
     """
-    values = parser.connHeaders.getRawHeaders(b"connection")
+    values = header_values(parser.connHeaders, _CONNECTION)
     if values:
         named = connection_tokens(values) - _CONNECTION_OPTIONS
         if named:
@@ -151,8 +155,8 @@ def _asked_to_close(connection: HTTP11ClientProtocol) -> bool:
     parser = getattr(connection, "_parser", None)
     if parser is None:
         return False
-    values = parser.connHeaders.getRawHeaders(b"connection")
-    return bool(values) and b"close" in connection_tokens(values)
+    values = header_values(parser.connHeaders, _CONNECTION)
+    return values is not None and b"close" in connection_tokens(values)
 
 
 class _QuietClientFactory(client._HTTP11ClientFactory):
@@ -241,7 +245,7 @@ class RetirablePool(client.HTTPConnectionPool):
             del self._timeouts[connection]
             if connection.state == "QUIESCENT":
                 if self.retryAutomatically:
-                    return client._RetryingHTTP11ClientProtocol(
+                    return _RetryingHTTP11ClientProtocol(
                         connection, lambda: self._newConnection(key, endpoint)
                     )
                 return connection

@@ -14,7 +14,7 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from ._accesslog import AccessRecord
-from ._compat import HTTPChannelWithHooks
+from ._compat import HTTPChannelWithHooks, header_key, header_values
 from ._headers import connection_tokens
 from ._sweep import Sweep
 from ._target import valid_host
@@ -29,6 +29,8 @@ LINGER_SECONDS = 2.0
 
 # A chunk-size beyond this cannot be a real body, whatever the limit.
 _ABSURD_CHUNK_SIZE = 2**63
+_CONNECTION = header_key(b"connection")
+_HOST = header_key(b"host")
 
 
 class ProxyRequest(Request):
@@ -326,7 +328,7 @@ class ProxyChannel(HTTPChannelWithHooks):
         self._header_lines = 0
         self._head_bytes = 0
         request = self.requests[-1]
-        hosts = request.requestHeaders.getRawHeaders(b"host", ())
+        hosts = header_values(request.requestHeaders, _HOST) or ()
         if len(hosts) > 1 or (hosts and b"," in hosts[0]):
             self.reject(400, b"Bad Request", "more than one Host header")
             return
@@ -347,7 +349,7 @@ class ProxyChannel(HTTPChannelWithHooks):
     def checkPersistence(self, request: Request, version: bytes) -> bool:
         # twisted.web splits Connection on spaces, so "close, te" would keep
         # the connection open; the header is a comma-separated list.
-        tokens = connection_tokens(request.requestHeaders.getRawHeaders(b"connection", []))
+        tokens = connection_tokens(header_values(request.requestHeaders, _CONNECTION) or ())
         if version != b"HTTP/1.1" or b"close" in tokens or self.site.draining:
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             return False
