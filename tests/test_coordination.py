@@ -94,6 +94,27 @@ class CoordinatorTests(SynchronousTestCase):
         self.assertEqual([i for i, _ in self.workers.applied], [1])
         self.assertEqual(self.workers.applied[0][1]["health"]["blue"], {"10.0.0.1": False})
 
+    def test_a_new_worker_0_inherits_its_predecessors_health(self) -> None:
+        """
+        If worker 0 is replaced after its probes took an address out, then
+        the new worker 0 (which believes every address passes until its own
+        probes say otherwise) is told the old verdicts, and the other
+        workers keep them; from then on the new worker 0's verdicts are
+        relayed.
+        """
+        self.workers.states = {0: _state(0, 0, up=False), 1: _state(0, 0, up=False)}
+        self.coordinator.round()
+        self.workers.pids[0] = 200
+        self.workers.states = {0: _state(0, 0, up=True), 1: _state(0, 0, up=False)}
+        self.coordinator.round()
+        self.assertEqual([i for i, _ in self.workers.applied], [0])
+        self.assertEqual(self.workers.applied[0][1]["health"]["blue"], {"10.0.0.1": False})
+        # The new worker 0 now probes for itself; its verdicts are relayed.
+        self.workers.states = {0: _state(0, 0, up=True), 1: _state(0, 0, up=False)}
+        self.coordinator.round()
+        self.assertEqual([i for i, _ in self.workers.applied], [0, 1])
+        self.assertEqual(self.workers.applied[1][1]["health"]["blue"], {"10.0.0.1": True})
+
     def test_a_worker_answering_nonsense_is_left_out(self) -> None:
         """If a worker's state cannot be read, then the others are still judged and told."""
         self.workers.states = {0: {"windows": "nonsense"}, 1: _state(30, 30)}

@@ -3,7 +3,9 @@ What a supervisor and its workers tell each other, so that decisions made
 once per process stay made once per replica:
 
   - active health checks: only worker 0 probes; the supervisor passes its
-    verdicts on to the others, so each address gets one probe per interval;
+    verdicts on to the others, so each address gets one probe per interval,
+    and hands a worker 0 that replaced a dead one its predecessor's
+    verdicts to go on from;
   - rollback: each worker only counts its window; the supervisor adds the
     windows up, judges them once, and tells every worker (and each worker
     it starts later) the verdict.
@@ -197,6 +199,10 @@ class Coordinator:
         self._told: dict[int, tuple[int | None, tuple[str, ...]]] = {}
         # Workers whose last state could not be read (said once each).
         self._confused: set[int] = set()
+        # The health verdicts last relayed, and the worker 0 process they
+        # came from (or were handed to, when it replaced another).
+        self._health: dict[str, dict[str, bool]] | None = None
+        self._health_of: int | None = None
         self._guard = RollbackGuard(
             {b.color: b.rollback_error_rate for b in backends if b.rollback_error_rate is not None},
             window,
@@ -266,9 +272,18 @@ class Coordinator:
                 for color, reason in state["rolled_back"].items():
                     self.rolled_back.setdefault(color, reason)
             told: dict[str, Any] = {"rolled_back": self.decided}
-            if 0 in states:
-                told["health"] = states[0]["health"]
             behind = []
+            if 0 in states:
+                pid = self._workers.pid_of(0)
+                if self._health is not None and pid != self._health_of:
+                    # A new worker 0 believes every address passes until its
+                    # own probes say otherwise: hand it its predecessor's
+                    # verdicts, which the others keep meanwhile.
+                    self._health_of = pid
+                    behind.append(0)
+                else:
+                    self._health, self._health_of = states[0]["health"], pid
+                told["health"] = self._health
             for index, state in states.items():
                 pid = self._workers.pid_of(index)
                 verdicts = (pid, tuple(sorted(self.decided)))
@@ -277,7 +292,8 @@ class Coordinator:
                 stale_health = index != 0 and "health" in told and state["health"] != told["health"]
                 if new_verdict or stale_health:
                     self._told[index] = verdicts
-                    behind.append(index)
+                    if index not in behind:
+                        behind.append(index)
             if not behind:
                 return None
             return self._workers.ask("/internal/apply", json.dumps(told).encode(), only=behind)
