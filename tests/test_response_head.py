@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.web._newclient import HTTP11ClientProtocol
+from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.http_headers import Headers
 
@@ -81,6 +81,16 @@ def exchange(method: bytes, response: bytes, twisted_reads: bool) -> dict[str, A
     return outcome
 
 
+def waiting_parser() -> HTTPClientParser:
+    """The parser of a GET just sent over L{_ClientProtocol}, waiting for the response."""
+    protocol = _ClientProtocol()
+    protocol.makeConnection(StringTransport())
+    protocol.request(ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True))
+    parser = protocol._parser
+    assert parser is not None
+    return parser
+
+
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nblue ok\n"
 
 
@@ -126,11 +136,7 @@ class ReadInOnePassTests(TableTests):
 
     def test_whole_head_read_in_one_pass(self) -> None:
         """If a plain head arrives whole, then it is read in one pass (the parser's line buffer is never used)."""
-        protocol = _ClientProtocol()
-        protocol.makeConnection(StringTransport())
-        protocol.request(ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True))
-        parser = protocol._parser
-        assert parser is not None
+        parser = waiting_parser()
         self.assertTrue(read_whole_head(parser, _OK))
         self.assertEqual(parser.response.code, 200)
         self.assertEqual(parser.response.length, 8)
@@ -143,11 +149,7 @@ class ReadInOnePassTests(TableTests):
     )
     def test_left_to_the_line_parser(self, _: str, response: bytes) -> None:
         """If the head is not whole or not plain, then nothing is read in one pass."""
-        protocol = _ClientProtocol()
-        protocol.makeConnection(StringTransport())
-        protocol.request(ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True))
-        parser = protocol._parser
-        assert parser is not None
+        parser = waiting_parser()
         self.assertFalse(read_whole_head(parser, response))
         self.assertEqual(parser.state, "STATUS")
         self.assertFalse(hasattr(parser, "response"))

@@ -254,7 +254,6 @@ class FastTCPReactor:
         return connector
 
 
-
 def install_fast_poll(reactor: object) -> bool:
     """
     Have an epoll reactor hand plain read events straight to their
