@@ -17,7 +17,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import client
-from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol, HTTPClientParser
+from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol, HTTPClientParser, TransportProxyProducer
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.http_headers import Headers
 
@@ -285,6 +285,48 @@ class ResponseHeadTests(SynchronousTestCase):
         """If the parser raises, then HTTP11ClientProtocol.dataReceived hands the failure to _giveUp(failure)."""
         self.assertEqual(list(inspect.signature(HTTP11ClientProtocol._giveUp).parameters), ["self", "reason"])
         self.assertIn("self._giveUp(Failure())", inspect.getsource(HTTP11ClientProtocol.dataReceived))
+
+
+class BodylessRequestTests(SynchronousTestCase):
+    def test_request_state_once_written(self) -> None:
+        """
+        If a request without a body is sent, then request() leaves the
+        protocol WAITING with _finishedRequest, _currentRequest,
+        _transportProxy (a TransportProxyProducer of the transport), and
+        _parser, an HTTPClientParser(request, finisher) connected to that
+        proxy whose _responseDeferred is chained to _finishedRequest, as
+        _ClientProtocol._send_bodyless sets them itself.
+        """
+        protocol = HTTP11ClientProtocol()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        request = ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True)
+        finished = protocol.request(request)
+        parser = protocol._parser
+        assert isinstance(parser, HTTPClientParser)
+        self.assertEqual(protocol._state, "WAITING")
+        self.assertIs(protocol._finishedRequest, finished)
+        self.assertIs(protocol._currentRequest, request)
+        self.assertIsInstance(protocol._transportProxy, TransportProxyProducer)
+        self.assertIs(protocol._transportProxy._producer, transport)
+        self.assertIs(parser.transport, protocol._transportProxy)
+        self.assertIs(protocol._responseDeferred, parser._responseDeferred)
+        self.assertEqual(
+            list(inspect.signature(HTTPClientParser.__init__).parameters), ["self", "request", "finisher"]
+        )
+        self.assertIn("chainDeferred(self._finishedRequest)", inspect.getsource(HTTP11ClientProtocol.request))
+
+    def test_cancel_once_written(self) -> None:
+        """If the caller cancels a request already written, then Twisted aborts the connection and disconnects the parser with CancelledError."""
+        source = inspect.getsource(HTTP11ClientProtocol.request)
+        self.assertIn("self.transport.abortConnection()", source)
+        self.assertIn("self._disconnectParser(Failure(CancelledError()))", source)
+
+    def test_write_to_without_body(self) -> None:
+        """If a request has no body, then writeTo writes its head at once (Content-Length: 0 for PUT and POST) and returns a fired Deferred."""
+        source = inspect.getsource(ClientRequest.writeTo)
+        self.assertIn('if self.method in (b"PUT", b"POST"):', source)
+        self.assertIn("return succeed(None)", source)
 
 
 class EPollReactorTests(SynchronousTestCase):

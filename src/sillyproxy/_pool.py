@@ -24,6 +24,15 @@ by C{tests/test_compat.py}):
   - C{_newclient.Request._construct}, which builds the request a pooled
     C{HTTP11ClientProtocol} sends (C{HTTP11ClientProtocol} itself is
     public, and L{_ClientProtocol} extends its C{request} method);
+  - what C{HTTP11ClientProtocol.request} leaves once a request without a
+    body is written, which L{_ClientProtocol} sets itself for such a
+    request: C{_state} C{"WAITING"}, C{_finishedRequest} (cancelled by
+    aborting the connection and calling C{_disconnectParser} with
+    C{CancelledError}), C{_currentRequest}, C{_transportProxy} (a
+    C{TransportProxyProducer} of the transport), and C{_parser}, an
+    C{HTTPClientParser(request, finisher)} connected to it, whose
+    C{_responseDeferred} is chained to C{_finishedRequest}; and the head
+    C{Request.writeTo} writes for such a request;
   - C{HTTP11ClientProtocol._parser}, the C{HTTPClientParser} that
     C{request} sets up before it returns, and its C{connHeaders} (from
     C{HTTPParser}, reset by a 1xx response): the response's
@@ -40,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Union
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
@@ -56,7 +65,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from twisted.internet.abstract import isIPv6Address
 from twisted.web import client
-from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
+from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser, TransportProxyProducer
 from twisted.web._newclient import Request as ClientRequest
 # Imported by name: twisted.web.client is wrapped for its deprecated
 # names, and each attribute read through the module costs several calls.
@@ -84,6 +93,7 @@ IdleConnection = Union[HTTP11ClientProtocol, _RetryingHTTP11ClientProtocol]
 IDLE_BACKEND_TIMEOUT = 30
 
 _CONNECTION = header_key(b"connection")
+_HOST = header_key(b"host")
 # Connection tokens that are options, not the names of headers to drop.
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close"})
 
@@ -102,7 +112,14 @@ class _ClientProtocol(HTTP11ClientProtocol):
     another connection, whose parser is the one that reads the response.
     """
 
+    # TCP, or TLS over TCP; set by makeConnection before any request.
+    transport: ITCPTransport
+
     def request(self, request: ClientRequest) -> Deferred[IResponse]:
+        if request.bodyProducer is None and self._state == "QUIESCENT":
+            head = bodyless_request_head(request)
+            if head is not None:
+                return self._send_bodyless(request, head)
         answer = super().request(request)
         # Set by request() unless it refused at once (and then the answer
         # fails), and dropped by the protocol as soon as the response is
@@ -111,6 +128,29 @@ class _ClientProtocol(HTTP11ClientProtocol):
         if parser is None:
             return answer
         return answer.addCallback(_drop_connection_named, parser)
+
+    def _send_bodyless(self, request: ClientRequest, head: bytes) -> Deferred[IResponse]:
+        """
+        What C{HTTP11ClientProtocol.request} does for a request without a
+        body, whose writing cannot fail once its head is made: no Deferred
+        for the writing, already done, and the head written at once.
+        """
+        self.transport.write(head)
+        self._state = "WAITING"
+        finished: Deferred[IResponse] = Deferred(self._cancel_waiting)
+        self._finishedRequest = finished
+        self._currentRequest = request
+        proxy = self._transportProxy = TransportProxyProducer(self.transport)
+        parser = self._parser = HTTPClientParser(request, self._finishResponse)
+        parser.makeConnection(proxy)
+        responding = self._responseDeferred = parser._responseDeferred
+        responding.chainDeferred(finished)
+        return finished.addCallback(_drop_connection_named, parser)
+
+    def _cancel_waiting(self, _: object) -> None:
+        # As HTTP11ClientProtocol's canceller once the request is written.
+        self.transport.abortConnection()
+        self._disconnectParser(Failure(CancelledError()))
 
     def dataReceived(self, data: bytes) -> None:
         # A response head that came whole is read in one pass.
@@ -123,6 +163,37 @@ class _ClientProtocol(HTTP11ClientProtocol):
                 self._giveUp(Failure())
                 return
         super().dataReceived(data)
+
+
+_CONTENT_LENGTH_ZERO = b"Content-Length: 0\r\n"
+
+
+def bodyless_request_head(request: ClientRequest) -> bytes | None:
+    """
+    The bytes C{Request.writeTo} writes for C{request}, which has no body,
+    made in one pass; None when C{request} is not exactly one Host header
+    away from being sent, for Twisted to refuse as it does.
+
+    Twisted writes the request line, C{Connection: close} unless the
+    request is persistent, C{Content-Length: 0} for a PUT or POST (a body
+    is expected of them), then every header in the order L{Headers} keeps
+    them, each value on its own line.  The method and target were checked
+    when the request was made.
+    """
+    headers = request.headers
+    hosts = header_values(headers, _HOST)
+    if hosts is None or len(hosts) != 1:
+        return None
+    lines = [request.method, b" ", request.uri, b" HTTP/1.1\r\n"]
+    if not request.persistent:
+        lines.append(b"Connection: close\r\n")
+    if request.method in (b"PUT", b"POST"):
+        lines.append(_CONTENT_LENGTH_ZERO)
+    for name, values in headers.getAllRawHeaders():
+        for value in values:
+            lines += (name, b": ", value, b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def _drop_connection_named(response: IResponse, parser: HTTPClientParser) -> IResponse:
