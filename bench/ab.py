@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import measure  # noqa: E402
 from memory import nginx_backend  # noqa: E402
-from run import free_port, started  # noqa: E402
+from run import BROWSER_HEADERS, free_port, started  # noqa: E402
 
 
 def main() -> None:
@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--browser", action="store_true", help="send a browser's request headers (bench/run.py's BROWSER_HEADERS), not wrk's Host alone"
+    )
     args = parser.parse_args()
     twistd = str(Path(sys.executable).with_name("twistd"))
     results: dict[str, list[tuple[float, float]]] = {source: [] for source in args.sources}
@@ -47,9 +50,16 @@ def main() -> None:
                 }
                 with started(command, port, env, work / f"ab-{port}.log") as process:
                     results[source].append(
-                        measure(process.pid, f"http://127.0.0.1:{port}/", args.connections, args.seconds)
+                        measure(
+                            process.pid,
+                            f"http://127.0.0.1:{port}/",
+                            args.connections,
+                            args.seconds,
+                            BROWSER_HEADERS if args.browser else (),
+                        )
                     )
-    print(f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds taking turns, median; "
+    sent = f", {len(BROWSER_HEADERS) + 1} request headers" if args.browser else ""
+    print(f"wrk -t1 -c{args.connections} -d{args.seconds}s{sent}, {args.rounds} rounds taking turns, median; "
           "CPU time (user + system) of the proxy from /proc")
     print("| source | req/s | µs of CPU per request | each round's req/s |\n|---|---:|---:|---|")
     for source, runs in results.items():

@@ -6,6 +6,7 @@ import argparse
 import os
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,11 +23,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def measure(process_pid: int, url: str, connections: int, seconds: int) -> tuple[float, float]:
+def measure(
+    process_pid: int, url: str, connections: int, seconds: int, headers: Sequence[str] = ()
+) -> tuple[float, float]:
     """(requests/s, µs of CPU per request) over one wrk run after a short warm-up."""
-    wrk(url, connections, 2)
+    wrk(url, connections, 2, headers)
     before = cpu_seconds(process_pid)
-    result = wrk(url, connections, seconds)
+    result = wrk(url, connections, seconds, headers)
     used = cpu_seconds(process_pid) - before
     requests = result["rps"] * seconds
     return result["rps"], 1e6 * used / requests

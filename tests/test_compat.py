@@ -1,6 +1,7 @@
 """
 Pins every private Twisted name sillyproxy relies on (see _compat.py,
-_pool.py, _response_head.py and _transport.py): a Twisted release that changes one fails the
+_pool.py, _request_head.py, _response_head.py and
+_transport.py): a Twisted release that changes one fails the
 test named for it, instead of corrupting traffic.
 """
 
@@ -19,19 +20,29 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import client
 from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol, HTTPClientParser, TransportProxyProducer
 from twisted.web._newclient import Request as ClientRequest
-from twisted.web.http_headers import Headers
+from twisted.web.http import HTTPChannel, Request
+from twisted.web.http_headers import Headers, InvalidHeaderName
+from twisted.web.iweb import INonQueuedRequestFactory
 
 from sillyproxy._compat import (
     ParseError,
     clear_exit_signal,
     copy_canonical_headers,
     header_key,
+    header_key_of,
     header_values,
     set_header_values,
 )
 from sillyproxy._pool import RetirablePool, _ClientProtocol
 
 from .support import TableTests, rows
+
+
+class _HeldRequest(Request):
+    """A request twisted.web's channel makes and then leaves alone."""
+
+    def process(self) -> None:
+        pass
 
 
 class HeadersTests(SynchronousTestCase):
@@ -62,12 +73,22 @@ class HeaderKeyTests(TableTests):
     def test_key_is_what_headers_keep(self, name: bytes, key: bytes) -> None:
         """If a header is set the public way, then _rawHeaders keeps it under header_key(name), which header_values reads and set_header_values writes."""
         self.assertEqual(header_key(name), key)
+        self.assertEqual((header_key_of(name), header_key_of(name)), (key, key))
         headers = Headers()
         headers.addRawHeader(name, b"v")
         self.assertEqual(list(headers._rawHeaders), [key])
         self.assertEqual(header_values(headers, header_key(name)), headers.getRawHeaders(name))
         set_header_values(headers, header_key(name), [b"w"])
         self.assertEqual(headers.getRawHeaders(name), [b"w"])
+
+    @rows((b"x y",), (b"",), (b"x:y",), (b"caf\xc3\xa9",))
+    def test_name_not_a_token_refused(self, name: bytes) -> None:
+        """If a name read off the wire is not a token, then header_key_of refuses it with the error Headers raises, every time."""
+        for _ in range(2):
+            with self.assertRaises(InvalidHeaderName):
+                header_key_of(name)
+        with self.assertRaises(InvalidHeaderName):
+            Headers().addRawHeader(name, b"v")
 
     def test_absent_or_empty_reads_none(self) -> None:
         """If a header is absent, or set to no values, then header_values gives None, as getRawHeaders does."""
@@ -327,6 +348,50 @@ class BodylessRequestTests(SynchronousTestCase):
         source = inspect.getsource(ClientRequest.writeTo)
         self.assertIn('if self.method in (b"PUT", b"POST"):', source)
         self.assertIn("return succeed(None)", source)
+
+
+class WholeRequestHeadTests(SynchronousTestCase):
+    """Pins what L{sillyproxy._request_head} relies on in HTTPChannel and LineReceiver."""
+
+    def channel(self) -> HTTPChannel:
+        channel = HTTPChannel()
+        channel.requestFactory = _HeldRequest
+        channel.makeConnection(StringTransport())
+        return channel
+
+    def test_waiting_for_a_request(self) -> None:
+        """If a channel waits for a request, then its first-line flag is 1, no header is held back, no decoder is chosen and the line buffer is empty and idle."""
+        channel = self.channel()
+        self.assertEqual(
+            (
+                channel._HTTPChannel__first_line,  # type: ignore[attr-defined]
+                channel._HTTPChannel__header,  # type: ignore[attr-defined]
+                channel._transferDecoder,
+                channel._buffer,
+                channel._busyReceiving,
+                channel.paused,
+                channel.line_mode,
+            ),
+            (1, b"", None, b"", False, False, 1),
+        )
+
+    def test_state_for_a_received_head(self) -> None:
+        """If a head is read line by line, then the channel records its size, request line and header count where the one-pass reading sets them, and makes the request with its queue position."""
+        channel = self.channel()
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\r\n")
+        self.assertEqual(channel._HTTPChannel__first_line, 0)  # type: ignore[attr-defined]
+        self.assertEqual((channel._command, channel._path, channel._version), (b"GET", b"/x", b"HTTP/1.1"))
+        self.assertEqual(channel._receivedHeaderSize, len(b"GET /x HTTP/1.1Host: aX-A: b"))
+        # The last header line is held back until the next line.
+        self.assertEqual(channel._receivedHeaderCount, 1)
+        self.assertEqual(channel._HTTPChannel__header, b"X-A: b")  # type: ignore[attr-defined]
+        [request] = channel.requests
+        self.assertEqual(request.queued, 0)
+        self.assertFalse(INonQueuedRequestFactory.providedBy(Request))
+        channel.dataReceived(b"\r\n")
+        self.assertEqual(request.requestHeaders._rawHeaders, {b"Host": [b"a"], b"X-A": [b"b"]})
+        request.finish()
+        self.assertEqual(channel._HTTPChannel__first_line, 1)  # type: ignore[attr-defined]
 
 
 class EPollReactorTests(SynchronousTestCase):

@@ -24,6 +24,7 @@ __all__ = [
     "clear_exit_signal",
     "copy_canonical_headers",
     "header_key",
+    "header_key_of",
     "header_values",
     "set_header_values",
 ]
@@ -54,6 +55,26 @@ def header_key(name: bytes) -> bytes:
     headers = Headers()
     headers.addRawHeader(name, b"")
     [(key, _)] = headers.getAllRawHeaders()
+    return key
+
+
+# Header names as peers spell them, to the keys header_key makes of them.
+# Bounded: a peer making up names has them worked out anew each time.
+_keys_seen: dict[bytes, bytes] = {}
+_KEYS_KEPT = 1000
+
+
+def header_key_of(name: bytes) -> bytes:
+    """
+    L{header_key} for a name read off the wire, remembered, for the same
+    few names arrive on every request.  Raises C{InvalidHeaderName}, as
+    L{Headers} does, if C{name} is not a token.
+    """
+    key = _keys_seen.get(name)
+    if key is None:
+        key = header_key(name)
+        if len(_keys_seen) < _KEYS_KEPT:
+            _keys_seen[name] = key
     return key
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "HOP_BY_HOP",
     "Networks",
     "RawHeaders",
+    "TCHAR",
     "connection_named",
     "connection_tokens",
     "for_backend",
@@ -202,8 +203,9 @@ def for_backend(
     return result
 
 
-# RFC 9110 section 5.6.2: the characters of a token.
-_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# RFC 9110 section 5.6.2: the characters of a token (header names, methods,
+# cookie names), deleted by bytes.translate to test a whole token at once.
+TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # What a quoted-string can hold (section 5.6.4): HTAB, SP, visible ASCII and
 # obs-text; " and \ only escaped.  No other control character fits at all.
 _QUOTABLE = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
@@ -211,7 +213,7 @@ _QUOTABLE = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
 def _forwarded_value(value: bytes) -> bytes | None:
     """C{value} as an RFC 7239 value: a token if it is one, else a quoted string; None if it cannot be either."""
-    if value and not value.translate(None, _TCHAR):
+    if value and not value.translate(None, TCHAR):
         return value
     if value.translate(None, _QUOTABLE):
         return None

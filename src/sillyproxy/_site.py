@@ -16,6 +16,7 @@ from zope.interface import implementer
 from ._accesslog import AccessRecord
 from ._compat import HTTPChannelWithHooks, header_key, header_values
 from ._headers import connection_tokens
+from ._request_head import deliver_request_head, may_read_whole_head, whole_request_head
 from ._sweep import Sweep
 from ._target import valid_host
 from ._tunnel import Tunnel
@@ -258,6 +259,13 @@ class ProxyChannel(HTTPChannelWithHooks):
                     self.reject(400, b"Bad Request", "bare LF line endings are not allowed")
                     return
             self._last_byte = data[-1:]
+            if may_read_whole_head(self):
+                whole = whole_request_head(data, min(self.totalHeadersSize, self.MAX_LENGTH), self.maxHeaders)
+                if whole is not None:
+                    self._request_line = whole.line
+                    self._request_version = whole.version
+                    deliver_request_head(self, whole, data)
+                    return
         elif self.body_since is not None:
             self._body_reads += 1
         super().dataReceived(data)

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
+from ._headers import TCHAR
+
 __all__ = [
     "DEFAULT_COOKIE",
     "DEFAULT_MAX_AGE",
@@ -249,8 +251,6 @@ def set_cookie(name: bytes, key: str, max_age: int, secure: bool) -> bytes:
 
 # --- SILLYPROXY_STICKY ----------------------------------------------------------
 
-# RFC 9110 section 5.6.2's tchar: header names, and (RFC 6265) cookie names.
-_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TCHAR_TEXT = "letters, digits and !#$%&'*+-.^_`|~"
 
 _KINDS = ("off", "cookie", "header", "ip")
@@ -263,7 +263,7 @@ def is_token(name: str | bytes) -> bool:
         if not name.isascii():
             return False
         name = name.encode("ascii")
-    return bool(name) and not name.translate(None, _TCHAR)
+    return bool(name) and not name.translate(None, TCHAR)
 
 
 @dataclass(frozen=True)
