@@ -14,11 +14,20 @@ import socket
 from twisted.internet import tcp
 from twisted.internet.base import ReactorBase
 from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import client
-from twisted.web._newclient import HEADER, STATUS, HTTP11ClientProtocol, HTTPClientParser, TransportProxyProducer
+from twisted.web._newclient import (
+    HEADER,
+    STATUS,
+    HTTP11ClientProtocol,
+    HTTPClientParser,
+    ResponseNeverReceived,
+    TransportProxyProducer,
+)
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.http_headers import Headers, InvalidHeaderName
@@ -335,7 +344,29 @@ class BodylessRequestTests(SynchronousTestCase):
         self.assertEqual(
             list(inspect.signature(HTTPClientParser.__init__).parameters), ["self", "request", "finisher"]
         )
-        self.assertIn("chainDeferred(self._finishedRequest)", inspect.getsource(HTTP11ClientProtocol.request))
+
+    def test_parser_fires_its_own_deferred(self) -> None:
+        """
+        If a parser is made, then it holds an unfired _responseDeferred,
+        which connecting it keeps, a response fires with the response and a
+        connection lost before one fails with ResponseNeverReceived.
+        """
+        request = ClientRequest._construct(b"GET", b"/", Headers({b"host": [b"h"]}), None, True)
+        answered = HTTPClientParser(request, lambda rest: None)
+        responding = answered._responseDeferred
+        self.assertFalse(responding.called)
+        answered.makeConnection(StringTransport())
+        self.assertIs(answered._responseDeferred, responding)
+        outcomes: list[object] = []
+        responding.addBoth(outcomes.append)
+        answered.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual([outcome.code for outcome in outcomes], [204])  # type: ignore[attr-defined]
+        lost = HTTPClientParser(request, lambda rest: None)
+        lost.makeConnection(StringTransport())
+        failures: list[Failure] = []
+        lost._responseDeferred.addErrback(failures.append)
+        lost.connectionLost(Failure(ConnectionDone()))
+        self.assertIsInstance(failures[0].value, ResponseNeverReceived)
 
     def test_cancel_once_written(self) -> None:
         """If the caller cancels a request already written, then Twisted aborts the connection and disconnects the parser with CancelledError."""

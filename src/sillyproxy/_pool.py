@@ -29,10 +29,12 @@ by C{tests/test_compat.py}):
     request: C{_state} C{"WAITING"}, C{_finishedRequest} (cancelled by
     aborting the connection and calling C{_disconnectParser} with
     C{CancelledError}), C{_currentRequest}, C{_transportProxy} (a
-    C{TransportProxyProducer} of the transport), and C{_parser}, an
-    C{HTTPClientParser(request, finisher)} connected to it, whose
-    C{_responseDeferred} is chained to C{_finishedRequest}; and the head
-    C{Request.writeTo} writes for such a request;
+    C{TransportProxyProducer} of the transport), C{_parser}, an
+    C{HTTPClientParser(request, finisher)} connected to it, and
+    C{_responseDeferred}, the parser's Deferred of that name, which it
+    makes when it is made and fires with the response or the reason there
+    is none (Twisted chains it to C{_finishedRequest}; here the two are
+    one); and the head C{Request.writeTo} writes for such a request;
   - C{HTTP11ClientProtocol._parser}, the C{HTTPClientParser} that
     C{request} sets up before it returns, and its C{connHeaders} (from
     C{HTTPParser}, reset by a 1xx response): the response's
@@ -137,14 +139,15 @@ class _ClientProtocol(HTTP11ClientProtocol):
         """
         self.transport.write(head)
         self._state = "WAITING"
-        finished: Deferred[IResponse] = Deferred(self._cancel_waiting)
-        self._finishedRequest = finished
         self._currentRequest = request
         proxy = self._transportProxy = TransportProxyProducer(self.transport)
         parser = self._parser = HTTPClientParser(request, self._finishResponse)
+        # One Deferred where Twisted chains two: the parser's, fired with
+        # the response or the reason there is none, is also the request's,
+        # and cancelling it cancels the request.
+        finished: Deferred[IResponse] = Deferred(self._cancel_waiting)
+        parser._responseDeferred = self._responseDeferred = self._finishedRequest = finished
         parser.makeConnection(proxy)
-        responding = self._responseDeferred = parser._responseDeferred
-        responding.chainDeferred(finished)
         return finished.addCallback(_drop_connection_named, parser)
 
     def _cancel_waiting(self, _: object) -> None:
