@@ -32,6 +32,9 @@ from twisted.web._newclient import Request as ClientRequest
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.http_headers import Headers, InvalidHeaderName
 from twisted.web.iweb import INonQueuedRequestFactory
+from twisted.web.resource import Resource
+from twisted.web.server import Request as ServerRequest
+from twisted.web.server import Site
 
 from sillyproxy._compat import (
     ParseError,
@@ -423,6 +426,18 @@ class WholeRequestHeadTests(SynchronousTestCase):
         self.assertEqual(request.requestHeaders._rawHeaders, {b"Host": [b"a"], b"X-A": [b"b"]})
         request.finish()
         self.assertEqual(channel._HTTPChannel__first_line, 1)  # type: ignore[attr-defined]
+
+
+class FirstWriteTests(SynchronousTestCase):
+    def test_request_private_state(self) -> None:
+        """If a server Request is made, then it is not _disconnected, not in a faked HEAD and has no _encoder, until its connection is lost."""
+        channel = HTTPChannel()
+        channel.site = Site(Resource())  # type: ignore[attr-defined]
+        channel.makeConnection(StringTransport())
+        request = ServerRequest(channel, False)
+        self.assertEqual((request._disconnected, request._inFakeHead, request._encoder), (False, False, None))
+        request.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(request._disconnected)
 
 
 class EPollReactorTests(SynchronousTestCase):

@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from twisted.web._newclient import ParseError
-from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder
+from twisted.web.http import NO_BODY_CODES, HTTPChannel, _ChunkedTransferDecoder, toChunk
 from twisted.web.http_headers import Headers
+from twisted.web.server import Request
 
 __all__ = [
     "HTTPChannelWithHooks",
+    "RequestWithPlainFirstWrite",
     "ParseError",
     "clear_exit_signal",
     "copy_canonical_headers",
@@ -97,6 +99,10 @@ def set_header_values(headers: Headers, key: bytes, values: list[bytes]) -> None
     headers._rawHeaders[key] = values
 
 
+_CONTENT_LENGTH = header_key(b"content-length")
+_TRANSFER_ENCODING = header_key(b"transfer-encoding")
+
+
 def clear_exit_signal(reactor: object) -> bool:
     """
     Make twistd and twist exit 0 after a stop that a signal asked for;
@@ -167,3 +173,61 @@ class HTTPChannelWithHooks(HTTPChannel):
                 decoder.dataCallback, decoder.finishCallback, self.chunk_size_received
             )
         super().allHeadersReceived()
+
+
+class RequestWithPlainFirstWrite(Request):
+    """
+    twisted.web's server Request, whose first write, for a response that
+    asks nothing of it but a status line and the headers already set,
+    does only what twisted.web's would: no default Content-Type (the
+    response has none to add), no Last-Modified, ETag or Set-Cookie
+    attributes to copy, no encoder, no faked HEAD, just the chunked
+    decision, the head and the data.  Every other write is twisted.web's.
+
+    Relies on C{Request._disconnected}, C{_inFakeHead} and C{_encoder},
+    and on C{twisted.web.http.Request.write}'s first write (checked against
+    Twisted 25.5.0 to 26.10.0, pinned by C{tests/test_compat.py}, compared
+    by C{tests/test_first_write.py}).
+    """
+
+    def write(self, data: bytes) -> None:
+        if (
+            # A finished request has started writing.
+            self.startedWriting
+            or self._disconnected
+            or self.defaultContentType is not None
+            or self._inFakeHead
+            or self._encoder is not None
+            or self.lastModified is not None
+            or self.etag is not None
+            or self.cookies
+        ):
+            super().write(data)
+            return
+        self.startedWriting = 1
+        code = self.code
+        headers = self.responseHeaders
+        method = self.method
+        bodyless = method == b"HEAD" or code in NO_BODY_CODES
+        if (
+            self.clientproto == b"HTTP/1.1"
+            and headers._rawHeaders.get(_CONTENT_LENGTH) is None
+            and not bodyless
+        ):
+            headers._rawHeaders[_TRANSFER_ENCODING] = [b"chunked"]
+            self.chunked = 1
+        self.channel.writeHeaders(self.clientproto, b"%d" % code, self.code_message, headers)
+        if bodyless:
+            # As twisted.web does: nothing more of this response is written.
+            self.write = _write_nothing  # type: ignore[method-assign]
+            return
+        self.sentLength += len(data)
+        if data:
+            if self.chunked:
+                self.channel.writeSequence(toChunk(data))
+            else:
+                self.channel.write(data)
+
+
+def _write_nothing(data: bytes) -> None:
+    pass

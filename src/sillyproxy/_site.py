@@ -14,7 +14,7 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from ._accesslog import AccessRecord
-from ._compat import HTTPChannelWithHooks, header_key, header_values
+from ._compat import HTTPChannelWithHooks, RequestWithPlainFirstWrite, header_key, header_values
 from ._headers import connection_tokens
 from ._request_head import deliver_request_head, may_read_whole_head, whole_request_head
 from ._sweep import Sweep
@@ -34,7 +34,7 @@ _CONNECTION = header_key(b"connection")
 _HOST = header_key(b"host")
 
 
-class ProxyRequest(Request):
+class ProxyRequest(RequestWithPlainFirstWrite):
     """
     A Request that leaves the body alone for the backend to interpret, and
     refuses one larger than the site's C{max_body}.
