@@ -638,7 +638,7 @@ class _Exchange:
         if settings.mirrors and self._upgrade is None:
             # An upgrade is not copied even when refused: the copy might not be.
             self._copy_to_mirrors(self._backend)
-        self._relay = BodyRelay(
+        relay = self._relay = BodyRelay(
             request,
             self._backend,
             self._backend_failed_mid_body,
@@ -647,9 +647,10 @@ class _Exchange:
             settings.send_timeout,
             self._client_stopped_reading,
         )
-        response.deliverBody(self._relay)
-        # A body that arrived with the headers has already been relayed.
-        self._relay.watch_for_stalls(now)
+        response.deliverBody(relay)
+        # A body that arrived with the headers has already been relayed (and
+        # the exchange may have finished and let go of the relay).
+        relay.watch_for_stalls(now)
         settings.watch.wake()
 
     def _respond_or_switch(self, answer: IResponse | tuple[Switched, UpgradeClientProtocol]) -> None:
@@ -819,6 +820,10 @@ class _Exchange:
                 request_id=self._request_id.decode("ascii"),
             )
         )
+        # The relay holds this exchange's methods: let go of it, so that the
+        # two, the request and its headers are freed as soon as they are
+        # done with, not left for the cyclic garbage collector.
+        self._relay = None
 
     def _tunnel_ended(self, tunnel: Tunnel) -> tuple[int, int, str]:
         """A tunnel's end, for the access log: status, bytes to the client, reason."""
