@@ -11,12 +11,22 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from sillyproxy._accesslog import AccessRecord
 from sillyproxy._admin import admin_resource
 from sillyproxy._metrics import ProxyMetrics
 from sillyproxy._routing import Router
 from sillyproxy._site import ProxySite
 
-from .support import AgentUpstream, CaptureResource, InMemoryProxy, ScriptedAgent, backend, failing_agent
+from .support import (
+    AgentUpstream,
+    CaptureResource,
+    InMemoryProxy,
+    ScriptedAgent,
+    TableTests,
+    backend,
+    failing_agent,
+    rows,
+)
 
 
 def unavailable() -> AgentUpstream:
@@ -149,6 +159,33 @@ class AdminTests(SynchronousTestCase):
         }
         self.assertEqual(sum(errors.values()), 6)  # each request tried twice: once, then failover
         self.assertEqual({reason for _, reason in errors}, {"connect"})
+
+
+class MethodLabelTests(TableTests):
+    @rows(
+        (b"GET", "GET"),
+        (b"get", "GET"),
+        (b"Patch", "PATCH"),
+        (b"OPTIONS", "OPTIONS"),
+        (b"PROPFIND", "other"),
+        (b"G\xffT", "other"),
+    )
+    def test_method_label(self, method: bytes, label: str) -> None:
+        """If a request with this method ends, then it is counted under this method label: the usual ones by name, any other as "other"."""
+        registry = CollectorRegistry()
+        proxy = InMemoryProxy(
+            [(backend("blue", "http://b:1"), CaptureResource())],
+            metrics_for=lambda router: ProxyMetrics(registry, router, "9.9.9", lambda: {}, Clock().seconds),
+        )
+        proxy.metrics.observe(
+            AccessRecord(
+                time=0.0, client="-", method=method, target=b"/", color="blue",
+                status=200, body_bytes=0, duration=0.001,
+            )
+        )
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+        labels = [s.labels["method"] for s in families["sillyproxy_requests"].samples if s.name.endswith("_total")]
+        self.assertEqual(labels, [label])
 
 
 class RetryMetricTests(SynchronousTestCase):

@@ -25,6 +25,8 @@ __all__ = ["ProxyMetrics", "registry_with_process_metrics"]
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 )
+# The label of each method as clients usually send it, without decoding it.
+_METHOD_LABELS = {method.encode("ascii"): method for method in _METHODS}
 # Proxy latencies: sub-millisecond for a local backend, up to the 60 s
 # response timeout.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -184,9 +186,11 @@ class ProxyMetrics(Collector):
 
     def observe(self, record: AccessRecord) -> None:
         """Count a finished request (called with each access record)."""
-        method = record.method.decode("ascii", "replace").upper()
-        if method not in _METHODS:
-            method = "other"
+        method = _METHOD_LABELS.get(record.method)
+        if method is None:
+            method = record.method.decode("ascii", "replace").upper()
+            if method not in _METHODS:
+                method = "other"
         # A request no colour served (refused, or no backend) counts as "none".
         color = record.color if record.color != "-" else "none"
         key = (color, str(record.status), method)

@@ -100,6 +100,20 @@ def whole_request_head(data: bytes, max_head: int, max_headers: int) -> RequestH
     return RequestHead(lines[0], method, target, version, headers, end - 2 * line_ends, end + len(_END_OF_HEAD))
 
 
+# Whether each request factory makes requests that are not queued, as the
+# channel asks of every request: a zope lookup each time otherwise.
+_non_queued_factories: dict[object, bool] = {}
+
+
+def _non_queued(factory: object) -> bool:
+    answer = _non_queued_factories.get(factory)
+    if answer is None:
+        answer = bool(INonQueuedRequestFactory.providedBy(factory))
+        if len(_non_queued_factories) < 16:
+            _non_queued_factories[factory] = answer
+    return answer
+
+
 def may_read_whole_head(channel: HTTPChannel) -> bool:
     """Whether C{channel} is waiting for a request's first line, with nothing of it buffered."""
     return bool(
@@ -128,7 +142,7 @@ def deliver_request_head(channel: HTTPChannel, head: RequestHead, data: bytes) -
     try:
         channel._receivedHeaderSize = head.line_bytes
         factory = channel.requestFactory
-        if INonQueuedRequestFactory.providedBy(factory):
+        if _non_queued(factory):
             request = factory(channel)
         else:
             request = factory(channel, len(channel.requests))
