@@ -156,8 +156,8 @@ class ValidHostTests(TableTests):
         (b"[1:2:3:4:5:6:7:8]",),
     )
     def test_valid(self, value: bytes) -> None:
-        """If the value is a reg-name, IPv4 or bracketed IPv6 host, with an optional numeric port, then it is valid."""
-        self.assertTrue(valid_host(value))
+        """If the value is a reg-name, IPv4 or bracketed IPv6 host, with an optional numeric port, then it is valid (and stays so when asked again)."""
+        self.assertEqual([valid_host(value), valid_host(value)], [True, True])
 
     @rows(
         (b"",),
@@ -212,5 +212,5 @@ class ValidHostTests(TableTests):
         (b"[\xff]",),
     )
     def test_invalid(self, value: bytes) -> None:
-        """If the value is anything else, then it is not a valid Host."""
-        self.assertFalse(valid_host(value))
+        """If the value is anything else, then it is not a valid Host (asked once or again)."""
+        self.assertEqual([valid_host(value), valid_host(value)], [False, False])

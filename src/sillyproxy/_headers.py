@@ -220,9 +220,24 @@ def _forwarded_value(value: bytes) -> bytes | None:
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
+# Forwarded elements already made, by (client address, proto, the one Host
+# or None): a client sends many requests, all with the same Host.
+_elements_made: dict[tuple[bytes | None, bytes, bytes | None], bytes] = {}
+_ELEMENTS_KEPT = 4096
+
+
 def _forwarded_element(client_address: bytes | None, proto: bytes, host: Sequence[bytes]) -> bytes:
     """This hop's Forwarded element (RFC 7239): C{for=...;proto=...;host=...}."""
-    # Built by concatenation, not a list and a join: it runs per request.
+    key = (client_address, proto, host[0] if len(host) == 1 else None)
+    element = _elements_made.get(key)
+    if element is None:
+        element = _make_forwarded_element(*key)
+        if len(_elements_made) < _ELEMENTS_KEPT:
+            _elements_made[key] = element
+    return element
+
+
+def _make_forwarded_element(client_address: bytes | None, proto: bytes, host: bytes | None) -> bytes:
     element = b"proto=" + proto
     if client_address is not None:
         # An IPv6 node is bracketed, and so quoted (section 6).
@@ -231,8 +246,8 @@ def _forwarded_element(client_address: bytes | None, proto: bytes, host: Sequenc
         )
         if node is not None:
             element = b"for=" + node + b";" + element
-    if len(host) == 1:
-        value = _forwarded_value(host[0])
+    if host is not None:
+        value = _forwarded_value(host)
         if value is not None:
             element += b";host=" + value
     return element

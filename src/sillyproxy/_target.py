@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["has_dot_segment", "join_target", "origin_form", "valid_host"]
+__all__ = ["has_dot_segment", "join_target", "judge_host", "origin_form", "valid_host"]
 
 _ABSOLUTE_PREFIXES = (b"http://", b"https://")
 
@@ -103,7 +103,24 @@ def _valid_port(port: bytes) -> bool:
     return 0 < len(port) <= 5 and port.isdigit()
 
 
+# Host values already judged, for the few a proxy sees over and over.
+_hosts_judged: dict[bytes, bool] = {}
+_HOSTS_KEPT = 1000
+
+
 def valid_host(value: bytes) -> bool:
+    """
+    L{judge_host}, remembered for the first thousand values seen.
+    """
+    judged = _hosts_judged.get(value)
+    if judged is None:
+        judged = judge_host(value)
+        if len(_hosts_judged) < _HOSTS_KEPT:
+            _hosts_judged[value] = judged
+    return judged
+
+
+def judge_host(value: bytes) -> bool:
     """
     Whether a Host header value is a valid C{host[:port]} (RFC 9110
     section 7.2: RFC 3986's authority without userinfo).
