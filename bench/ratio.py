@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import BACKEND_CONF, LOAD_CPU, ROOT, SMALL, free_port, nginx_conf, started, stop, wait_port, wrk  # noqa: E402
+from run import ROOT, SMALL, free_port, start_backends, started, stop, wait_port, wrk  # noqa: E402
 
 
 def main() -> None:
@@ -37,17 +36,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sillyproxy-bench-"))
-    # nginx workers run as an unprivileged user and must read the files.
-    work.chmod(0o755)
-    (work / "tmp").mkdir()
-    (work / "files").mkdir()
-    (work / "files" / "1m.bin").write_bytes(b"\0" * 1024 * 1024)
-    blue, green = free_port(), free_port()
-    (work / "backend.conf").write_text(nginx_conf(BACKEND_CONF, work, blue=blue, green=green))
-    backend = subprocess.Popen(
-        ["taskset", "-c", LOAD_CPU, "nginx", "-p", str(work), "-c", str(work / "backend.conf")],
-        stdin=subprocess.DEVNULL,
-    )
+    backend, blue, green = start_backends(work)
     python = sys.executable
     twistd = str(Path(python).with_name("twistd"))
     proxy_port, rpr_port = free_port(), free_port()

@@ -126,6 +126,27 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
+def start_backends(work: Path, large_body: bytes = b"") -> tuple[subprocess.Popen, int, int]:
+    """
+    nginx on the load CPU, serving the blue and green backends from C{work}
+    (C{/}, and C{/1m.bin} holding C{large_body} if given): the process and
+    the two ports, which the caller waits for and stops.
+    """
+    # nginx workers run as an unprivileged user and must read the files.
+    work.chmod(0o755)
+    (work / "tmp").mkdir()
+    (work / "files").mkdir()
+    if large_body:
+        (work / "files" / "1m.bin").write_bytes(large_body)
+    blue, green = free_port(), free_port()
+    (work / "backend.conf").write_text(nginx_conf(BACKEND_CONF, work, blue=blue, green=green))
+    backend = subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, "nginx", "-p", str(work), "-c", str(work / "backend.conf")],
+        stdin=subprocess.DEVNULL,
+    )
+    return backend, blue, green
+
+
 def median_run(url: str, connections: int, seconds: int, repeat: int) -> dict[str, float]:
     """The run with the median requests/s of C{repeat}: one run on a shared machine is noisy."""
     runs = sorted((wrk(url, connections, seconds) for _ in range(repeat)), key=lambda r: r["rps"])
@@ -209,17 +230,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sillyproxy-bench-"))
-    # nginx workers run as an unprivileged user and must read the files.
-    work.chmod(0o755)
-    (work / "tmp").mkdir()
-    (work / "files").mkdir()
-    (work / "files" / "1m.bin").write_bytes(os.urandom(1024 * 1024))
-    blue, green = free_port(), free_port()
-    (work / "backend.conf").write_text(nginx_conf(BACKEND_CONF, work, blue=blue, green=green))
-    backend = subprocess.Popen(
-        ["taskset", "-c", LOAD_CPU, "nginx", "-p", str(work), "-c", str(work / "backend.conf")],
-        stdin=subprocess.DEVNULL,
-    )
+    backend, blue, green = start_backends(work, os.urandom(1024 * 1024))
     python = sys.executable
     twistd = str(Path(python).with_name("twistd"))
     pypy_twistd = str(Path(args.pypy_venv) / "bin" / "twistd")

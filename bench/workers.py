@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import BACKEND_CONF, LOAD_CPU, free_port, nginx_conf, stop, wait_port  # noqa: E402
+from run import LOAD_CPU, free_port, start_backends, stop, wait_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,15 +101,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sillyproxy-workers-bench-"))
-    work.chmod(0o755)
-    (work / "tmp").mkdir()
-    (work / "files").mkdir()
-    blue, green = free_port(), free_port()
-    (work / "backend.conf").write_text(nginx_conf(BACKEND_CONF, work, blue=blue, green=green))
-    backend = subprocess.Popen(
-        ["taskset", "-c", LOAD_CPU, "nginx", "-p", str(work), "-c", str(work / "backend.conf")],
-        stdin=subprocess.DEVNULL,
-    )
+    backend, blue, green = start_backends(work)
     rows = []
     try:
         wait_port(blue, backend)

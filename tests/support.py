@@ -793,6 +793,23 @@ class ListConsumer:
         self.chunks.append(data)
 
 
+class BodyCollector:
+    """A response body's protocol: collects the body, and how it ended (the reason's class name)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.ended: str | None = None
+
+    def makeConnection(self, transport: object) -> None:
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.ended = type(reason.value).__name__
+
+
 # --- Table tests -----------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from twisted.web.http_headers import Headers
 
 from sillyproxy._pool import _ClientProtocol, bodyless_request_head
 
-from .support import TableTests, rows
+from .support import BodyCollector, TableTests, rows
 
 
 def _request(method: bytes, headers: list[tuple[bytes, bytes]], persistent: bool = True) -> ClientRequest:
@@ -84,21 +84,6 @@ class BodylessHeadTests(TableTests):
         self.assertEqual(_written(_ClientProtocol, request)[2], "RequestGenerationFailed")
 
 
-class _Body:
-    def __init__(self) -> None:
-        self.data = b""
-        self.ended: str | None = None
-
-    def makeConnection(self, transport: object) -> None:
-        pass
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.ended = type(reason.value).__name__
-
-
 def _outcome(protocol_class: type[HTTP11ClientProtocol], events: list[tuple[str, bytes]]) -> dict[str, Any]:
     """
     Send a GET over C{protocol_class}, then play C{events} on it: bytes
@@ -111,7 +96,7 @@ def _outcome(protocol_class: type[HTTP11ClientProtocol], events: list[tuple[str,
     transport = StringTransport()
     protocol.makeConnection(transport)
     answers: list[object] = []
-    body = _Body()
+    body = BodyCollector()
 
     def answered(answer: object) -> None:
         if isinstance(answer, Failure):

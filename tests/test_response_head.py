@@ -17,24 +17,7 @@ from twisted.web.http_headers import Headers
 from sillyproxy._pool import _ClientProtocol
 from sillyproxy._response_head import read_whole_head
 
-from .support import TableTests, rows
-
-
-class _Body:
-    """Collects a response's body and how it ended."""
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.ended: str | None = None
-
-    def makeConnection(self, transport: object) -> None:
-        pass
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.ended = type(reason.value).__name__
+from .support import BodyCollector, TableTests, rows
 
 
 def exchange(method: bytes, response: bytes, twisted_reads: bool) -> dict[str, Any]:
@@ -50,7 +33,7 @@ def exchange(method: bytes, response: bytes, twisted_reads: bool) -> dict[str, A
     request = ClientRequest._construct(method, b"/", Headers({b"host": [b"h"]}), None, True)
     answers: list[object] = []
     protocol.request(request).addBoth(answers.append)
-    body = _Body()
+    body = BodyCollector()
     if twisted_reads:
         HTTP11ClientProtocol.dataReceived(protocol, response)
     else:

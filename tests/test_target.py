@@ -5,6 +5,8 @@ for the checks on a request's target and Host header.
 
 from __future__ import annotations
 
+from twisted.trial.unittest import SynchronousTestCase
+
 from sillyproxy._target import has_dot_segment, join_target, origin_form, valid_host
 
 from .support import TableTests, rows
@@ -214,3 +216,13 @@ class ValidHostTests(TableTests):
     def test_invalid(self, value: bytes) -> None:
         """If the value is anything else, then it is not a valid Host (asked once or again)."""
         self.assertEqual([valid_host(value), valid_host(value)], [False, False])
+
+
+class RememberedHostTests(SynchronousTestCase):
+    def test_many_hosts_stay_bounded(self) -> None:
+        """If clients send many different Host values, then the answers remembered stay bounded and each answer is still right."""
+        limit = valid_host.cache_info().maxsize
+        assert limit is not None
+        for i in range(3 * limit):
+            self.assertEqual([valid_host(b"h%d.example" % i), valid_host(b"h%d example" % i)], [True, False])
+        self.assertLessEqual(valid_host.cache_info().currsize, limit)

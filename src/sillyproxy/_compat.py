@@ -13,6 +13,7 @@ name rather than corrupting traffic.  Checked against Twisted 25.5.0 to
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 from twisted.web._newclient import ParseError
 from twisted.web.http import NO_BODY_CODES, HTTPChannel, _ChunkedTransferDecoder, toChunk
@@ -60,24 +61,14 @@ def header_key(name: bytes) -> bytes:
     return key
 
 
-# Header names as peers spell them, to the keys header_key makes of them.
-# Bounded: a peer making up names has them worked out anew each time.
-_keys_seen: dict[bytes, bytes] = {}
-_KEYS_KEPT = 1000
-
-
+@lru_cache(maxsize=1000)
 def header_key_of(name: bytes) -> bytes:
     """
-    L{header_key} for a name read off the wire, remembered, for the same
-    few names arrive on every request.  Raises C{InvalidHeaderName}, as
-    L{Headers} does, if C{name} is not a token.
+    L{header_key} for a name read off the wire, remembered (the thousand
+    most recent), for the same few names arrive on every request.  Raises
+    C{InvalidHeaderName}, as L{Headers} does, if C{name} is not a token.
     """
-    key = _keys_seen.get(name)
-    if key is None:
-        key = header_key(name)
-        if len(_keys_seen) < _KEYS_KEPT:
-            _keys_seen[name] = key
-    return key
+    return header_key(name)
 
 
 def header_values(headers: Headers, key: bytes) -> list[bytes] | None:

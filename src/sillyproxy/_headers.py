@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Union
 
 __all__ = [
@@ -77,13 +78,7 @@ def connection_tokens(values: Sequence[bytes]) -> frozenset[bytes]:
     """The lower-cased tokens of Connection header values, each a comma-separated list."""
     if len(values) == 1:
         # Nearly always one value, and one of a few ("keep-alive", "close").
-        value = values[0]
-        tokens = _tokens_of.get(value)
-        if tokens is None:
-            tokens = _tokens(values)
-            if len(_tokens_of) < _MOST_REMEMBERED_TOKENS:
-                _tokens_of[value] = tokens
-        return tokens
+        return _tokens_of(values[0])
     return _tokens(values)
 
 
@@ -97,8 +92,9 @@ def _tokens(values: Sequence[bytes]) -> frozenset[bytes]:
 
 
 # Connection values seen, and their tokens; bounded, as clients choose them.
-_tokens_of: dict[bytes, frozenset[bytes]] = {}
-_MOST_REMEMBERED_TOKENS = 256
+@lru_cache(maxsize=256)
+def _tokens_of(value: bytes) -> frozenset[bytes]:
+    return _tokens((value,))
 
 
 def connection_named(headers: RawHeaders) -> frozenset[bytes]:
@@ -220,23 +216,13 @@ def _forwarded_value(value: bytes) -> bytes | None:
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-# Forwarded elements already made, by (client address, proto, the one Host
-# or None): a client sends many requests, all with the same Host.
-_elements_made: dict[tuple[bytes | None, bytes, bytes | None], bytes] = {}
-_ELEMENTS_KEPT = 4096
-
-
 def _forwarded_element(client_address: bytes | None, proto: bytes, host: Sequence[bytes]) -> bytes:
     """This hop's Forwarded element (RFC 7239): C{for=...;proto=...;host=...}."""
-    key = (client_address, proto, host[0] if len(host) == 1 else None)
-    element = _elements_made.get(key)
-    if element is None:
-        element = _make_forwarded_element(*key)
-        if len(_elements_made) < _ELEMENTS_KEPT:
-            _elements_made[key] = element
-    return element
+    return _make_forwarded_element(client_address, proto, host[0] if len(host) == 1 else None)
 
 
+# A client sends many requests, all with the same Host.
+@lru_cache(maxsize=4096)
 def _make_forwarded_element(client_address: bytes | None, proto: bytes, host: bytes | None) -> bytes:
     element = b"proto=" + proto
     if client_address is not None:

@@ -29,6 +29,7 @@ both ways of reading).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 from twisted.protocols.basic import LineReceiver
@@ -100,18 +101,11 @@ def whole_request_head(data: bytes, max_head: int, max_headers: int) -> RequestH
     return RequestHead(lines[0], method, target, version, headers, end - 2 * line_ends, end + len(_END_OF_HEAD))
 
 
-# Whether each request factory makes requests that are not queued, as the
+# Whether a request factory makes requests that are not queued, which the
 # channel asks of every request: a zope lookup each time otherwise.
-_non_queued_factories: dict[object, bool] = {}
-
-
+@lru_cache(maxsize=16)
 def _non_queued(factory: object) -> bool:
-    answer = _non_queued_factories.get(factory)
-    if answer is None:
-        answer = bool(INonQueuedRequestFactory.providedBy(factory))
-        if len(_non_queued_factories) < 16:
-            _non_queued_factories[factory] = answer
-    return answer
+    return bool(INonQueuedRequestFactory.providedBy(factory))
 
 
 def may_read_whole_head(channel: HTTPChannel) -> bool:

@@ -6,8 +6,9 @@ the parts of a request (its path, its Host) that the proxy must vouch for.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
-__all__ = ["has_dot_segment", "join_target", "judge_host", "origin_form", "valid_host"]
+__all__ = ["has_dot_segment", "join_target", "origin_form", "valid_host"]
 
 _ABSOLUTE_PREFIXES = (b"http://", b"https://")
 
@@ -103,24 +104,8 @@ def _valid_port(port: bytes) -> bool:
     return 0 < len(port) <= 5 and port.isdigit()
 
 
-# Host values already judged, for the few a proxy sees over and over.
-_hosts_judged: dict[bytes, bool] = {}
-_HOSTS_KEPT = 1000
-
-
+@lru_cache(maxsize=1000)
 def valid_host(value: bytes) -> bool:
-    """
-    L{judge_host}, remembered for the first thousand values seen.
-    """
-    judged = _hosts_judged.get(value)
-    if judged is None:
-        judged = judge_host(value)
-        if len(_hosts_judged) < _HOSTS_KEPT:
-            _hosts_judged[value] = judged
-    return judged
-
-
-def judge_host(value: bytes) -> bool:
     """
     Whether a Host header value is a valid C{host[:port]} (RFC 9110
     section 7.2: RFC 3986's authority without userinfo).
@@ -129,7 +114,8 @@ def judge_host(value: bytes) -> bool:
     percent-encoding and no comma, or an IPv6 address in brackets; IPvFuture
     and zone IDs are refused.  The port, if there is a colon, is 1 to 5
     digits.  Empty values, whitespace, C{/?#@\\}, control and non-ASCII
-    bytes are all refused.
+    bytes are all refused.  Remembered for the thousand most recent values:
+    a proxy sees the same few over and over.
     """
     if value.startswith(b"["):
         literal, bracket, port = value[1:].partition(b"]")
