@@ -1,9 +1,10 @@
 """
 The private Twisted names sillyproxy relies on, other than the transports'
-(L{sillyproxy._transport}), the connection pool's (L{sillyproxy._pool}) and
-HTTP/2's (L{sillyproxy._http2}).
+(L{sillyproxy._transport}), the connection pool's (L{sillyproxy._pool}),
+the one-pass head readers' (L{sillyproxy._request_head},
+L{sillyproxy._response_head}) and HTTP/2's (L{sillyproxy._http2}).
 
-Each sits in one named function, whose docstring says what it assumes and
+Each sits in one named function or class, whose docstring says what it assumes and
 which Twisted releases it was checked against; C{tests/test_compat.py} pins
 each assumption, so a Twisted release that breaks one fails that test by
 name rather than corrupting traffic.  Checked against Twisted 25.5.0 to

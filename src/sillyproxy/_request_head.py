@@ -9,8 +9,9 @@ from a nearby client arrives whole in one read, and then the head can be
 cut into lines at once, checked with a few passes in C, and handed to the
 channel as its own line handling would have left it.
 
-Only a plain head is read this way: every line ending a CRLF, no NUL, within the channel's size limits, a request line of a
-token method, a target of visible ASCII and HTTP/1.0 or 1.1, and headers
+Only a plain head is read this way: every line ending a CRLF, no NUL,
+within the channel's size limits, a request line of a token method, a
+target of visible ASCII and HTTP/1.0 or 1.1, and headers
 named by tokens, none of them Content-Length or Transfer-Encoding (a
 request with a body takes twisted.web's path, which reads the body).
 Anything else, including everything twisted.web would refuse, is left to
@@ -46,6 +47,7 @@ _END_OF_HEAD = b"\r\n\r\n"
 _VCHAR = bytes(range(0x21, 0x7F))
 _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 _BODY_HEADERS = (b"Content-Length", b"Transfer-Encoding")
+
 
 class RequestHead(NamedTuple):
     """A request head read in one pass."""
