@@ -1,8 +1,8 @@
 """
 Pins every private Twisted name sillyproxy relies on (see _compat.py,
-_pool.py, _request_head.py, _response_head.py and
-_transport.py): a Twisted release that changes one fails the
-test named for it, instead of corrupting traffic.
+_pool.py, _request_head.py, _response_head.py and _transport.py): a
+Twisted release that changes one fails the test named for it, instead of
+corrupting traffic.
 """
 
 from __future__ import annotations
@@ -325,9 +325,9 @@ class BodylessRequestTests(SynchronousTestCase):
         """
         If a request without a body is sent, then request() leaves the
         protocol WAITING with _finishedRequest, _currentRequest,
-        _transportProxy (a TransportProxyProducer of the transport), and
+        _transportProxy (a TransportProxyProducer of the transport),
         _parser, an HTTPClientParser(request, finisher) connected to that
-        proxy whose _responseDeferred is chained to _finishedRequest, as
+        proxy, and _responseDeferred, the parser's own, as
         _ClientProtocol._send_bodyless sets them itself.
         """
         protocol = HTTP11ClientProtocol()
@@ -428,7 +428,7 @@ class WholeRequestHeadTests(SynchronousTestCase):
         self.assertEqual(channel._HTTPChannel__first_line, 1)  # type: ignore[attr-defined]
 
 
-class FirstWriteTests(SynchronousTestCase):
+class ServerRequestStateTests(SynchronousTestCase):
     def test_request_private_state(self) -> None:
         """If a server Request is made, then it is not _disconnected, not in a faked HEAD and has no _encoder, until its connection is lost."""
         channel = HTTPChannel()

@@ -97,7 +97,6 @@ class BodyLimitTests(SynchronousTestCase):
         self.assertTrue(written.startswith(b"HTTP/1.1 200 "), written)
 
 
-@implementer(IResponse)
 class CyclicGarbageTests(SynchronousTestCase):
     def test_answered_request_freed_by_reference_counting(self) -> None:
         """
@@ -126,6 +125,7 @@ class CyclicGarbageTests(SynchronousTestCase):
         self.assertEqual(left, [])
 
 
+@implementer(IResponse)
 class OpenResponse(HalfResponse):
     """A response that sends some body and then stays open."""
 

@@ -156,10 +156,8 @@ def deliver_request_head(channel: HTTPChannel, head: RequestHead, data: bytes) -
                 values.append(value)
         channel._receivedHeaderCount = len(head.headers)
         channel.allHeadersReceived()
-        if channel.length == 0:
-            channel.allContentReceived()
-        else:
-            channel.setRawMode()
+        # No body to wait for: whole_request_head leaves those to twisted.web.
+        channel.allContentReceived()
     finally:
         channel._busyReceiving = False
     # As LineReceiver stops after a line that left its transport closing.

@@ -8,17 +8,17 @@ head can be cut into lines at once and given to the parser's own
 C{statusReceived}, C{headerReceived} and C{allHeadersReceived}, in the
 order and with the values its line handling would have used; a header
 that C{headerReceived} would only add to the response's headers is added
-there directly.  Anything
-that line handling treats specially (a bare CR or LF, an obsolete line
-fold, a line past C{MAX_LENGTH}, a head split across reads) is left to it.
+there directly.  Anything that line handling treats specially (a bare CR
+or LF, an obsolete line fold, a line past C{MAX_LENGTH}, a head split
+across reads) is left to it.
 
 Relies on C{HTTPClientParser}'s C{state} (the C{STATUS}/C{HEADER}
 constants), C{_everReceivedData}, C{headers} and
 C{CONNECTION_CONTROL_HEADERS} (the lower-case names whose place
 C{headerReceived} leaves to C{isConnectionControlHeader}; any other it
 adds to C{headers}), C{Headers._rawHeaders}, and LineReceiver's
-C{_buffer}, C{_busyReceiving}, C{line_mode} and C{MAX_LENGTH} (checked against Twisted
-25.5.0 to 26.10.0, pinned by C{tests/test_compat.py} and
+C{_buffer}, C{_busyReceiving}, C{line_mode} and C{MAX_LENGTH} (checked
+against Twisted 25.5.0 to 26.10.0, pinned by C{tests/test_compat.py} and
 C{tests/test_response_head.py}, which compares both ways of reading).
 """
 
